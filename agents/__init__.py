@@ -1,0 +1,1 @@
+"""Reference agents trained on the environments (R3 retriever, PPO policy)."""

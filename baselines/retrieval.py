@@ -1,0 +1,70 @@
+"""Baseline agents for RAGRetrieval-v0: each maps an observation to k corpus rows.
+
+- ``bm25``: Lucene BM25 through pyserini (the reference); ``bm25s``: the in-process twin.
+- ``dense``: all-MiniLM-L6-v2 exact inner-product search (DPR-style bi-encoder).
+- ``closed-book``: no passage; ``oracle``: the gold passages; ``random``: uniform rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ragenv.envs.retrieval import EMPTY, RAGRetrievalEnv
+
+
+class RetrieverAgent:
+    """Top-k of an index searched with the question text."""
+
+    def __init__(self, env: RAGRetrievalEnv, index_kind: str, name: str | None = None, **index_options):
+        from ragenv.index import make_index
+
+        self.env = env
+        self.name = name or index_kind
+        if index_kind == env.first_stage_name and not index_options:
+            self.index = env.first_stage
+        elif index_kind == "dense" and env.dense is not None and not index_options:
+            self.index = env.dense
+        else:
+            self.index = make_index(index_kind, env.corpus, **index_options)
+
+    def act(self, observation, info=None) -> np.ndarray:
+        rows, _ = self.index.search_one(observation["question"], self.env.k)
+        return rows.astype(np.int64)
+
+    def act_batch(self, questions: list[str]) -> np.ndarray:
+        rows, _ = self.index.search(questions, self.env.k)
+        return rows.astype(np.int64)
+
+
+class ClosedBookAgent:
+    name = "closed-book"
+
+    def __init__(self, env: RAGRetrievalEnv):
+        self.env = env
+
+    def act(self, observation, info=None) -> np.ndarray:
+        return np.full(self.env.k, EMPTY, dtype=np.int64)
+
+
+class OracleAgent:
+    """The gold passages (up to k), read from the environment's current question: an upper bound."""
+
+    name = "oracle"
+
+    def __init__(self, env: RAGRetrievalEnv):
+        self.env = env
+
+    def act(self, observation, info=None) -> np.ndarray:
+        gold = [self.env.corpus.row(pid) for pid in self.env.current_question.gold_passage_ids
+                if pid in self.env.corpus][: self.env.k]
+        return np.array(gold + [EMPTY] * (self.env.k - len(gold)), dtype=np.int64)
+
+
+class RandomAgent:
+    name = "random"
+
+    def __init__(self, env: RAGRetrievalEnv, seed: int = 0):
+        self.env = env
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observation, info=None) -> np.ndarray:
+        return self.rng.choice(len(self.env.corpus), size=self.env.k, replace=False).astype(np.int64)

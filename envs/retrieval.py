@@ -1,0 +1,321 @@
+"""RAGRetrieval-v0: choose the passages a frozen LLM reads; be rewarded by its answer probability."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ragenv.data import Dataset, Passage, Question, load_dataset
+from ragenv.errors import ConfigError, InvalidActionError, RagenvError
+from ragenv.llm import FrozenLLM, LLMConfig
+from ragenv.metrics import answer_in_output, exact_match, f1_score, hit_at_k
+from ragenv.reward_cache import RewardCache
+
+REWARDS = ("logprob", "logprob_gain", "em", "f1", "accuracy")
+EMPTY = -1  # an action slot that selects no passage
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """Everything the frozen LLM said about one (question, passages) choice."""
+
+    reward: float
+    info: dict
+
+
+class RAGRetrievalEnv(gym.Env):
+    """
+    ## Description
+    A retrieval-augmented generation system as a one-step decision problem (R3, arXiv
+    2510.24652). Each episode draws one question from a QA dataset. The agent, a
+    retriever, picks up to ``k`` passages from the whole corpus; a frozen LLM then reads
+    the question with those passages and the environment rewards the agent by how
+    likely the LLM finds the gold answer, minus a cost per passage used.
+
+    ## Action Space
+    ``MultiDiscrete([N + 1] * k, start=[-1] * k)``: ``k`` corpus row numbers (``N`` =
+    corpus size). ``-1`` leaves a slot empty, so ``[-1] * k`` is closed-book. The
+    passages are shown to the LLM in the given order. Rows outside ``[-1, N-1]``, a
+    wrong shape, non-integers and a passage chosen twice raise
+    :class:`ragenv.errors.InvalidActionError` and change nothing. Vector policies can
+    wrap the environment in :class:`ragenv.envs.CandidateScoreAction` and act with
+    ``Box(m)`` scores over the first-stage candidates instead.
+
+    ## Observation Space
+    A ``Dict``:
+
+    | key | space | meaning |
+    |---|---|---|
+    | ``question`` | ``Text`` | the question |
+    | ``candidate_ids`` | ``Box(-1, N-1, (m,), int64)`` | first-stage top-``m`` rows (-1 pads) |
+    | ``candidate_scores`` | ``Box(-inf, inf, (m,), float32)`` | their first-stage scores |
+    | ``question_embedding`` | ``Box(-1, 1, (d,), float32)`` | frozen-encoder query embedding |
+    | ``candidate_embeddings`` | ``Box(-1, 1, (m, d), float32)`` | frozen-encoder passage embeddings |
+
+    Passage texts are reachable through ``env.unwrapped.passage(row)`` and, for the
+    candidates, ``info["candidate_texts"]`` after ``reset``.
+
+    ## Rewards
+    ``reward=`` one of ``logprob`` (mean token log-prob of the gold answer, best alias),
+    ``logprob_gain`` (default: that minus the closed-book log-prob), ``em``, ``f1``,
+    ``accuracy`` (a gold alias occurs in the greedy answer); minus
+    ``cost_per_passage`` times the number of passages used.
+
+    ## Starting State
+    ``reset(seed=...)`` draws a question uniformly from the split;
+    ``reset(options={"question_id": ...})`` picks one.
+
+    ## Episode End
+    The episode terminates after the single step. It is never truncated.
+
+    ## Info
+    ``step`` returns ``question_id``, ``passage_ids``, ``answer_logprob`` (mean),
+    ``answer_logprob_sum``, ``closed_book_logprob``, ``logprob_gain``, ``hit@k``
+    (any gold passage chosen; NaN without gold passages), ``num_passages``,
+    ``prompt_tokens``, ``cache_hit``; with ``generate_answers=True`` also
+    ``generated_answer``, ``em``, ``f1`` and ``accuracy``.
+
+    ## Arguments
+    ``dataset`` (``nq``, ``hotpotqa``, ``squad`` or a folder), ``split`` (``train``,
+    ``dev``, ``test``, ``all``), ``llm`` (name or :class:`LLMConfig`), ``k`` (3),
+    ``num_candidates`` (m, 20), ``first_stage`` (``bm25s``, ``pyserini`` or ``dense``),
+    ``reward``, ``cost_per_passage`` (0.02), ``generate_answers`` (False; forced on for
+    the em/f1/accuracy rewards), ``features`` (True: encoder embeddings in the
+    observation), ``diagnostics`` (False), ``encoder``, ``limit`` (first N questions of the split),
+    ``data_dir``, ``cache`` (a :class:`RewardCache` or path), ``scorer`` (a shared
+    :class:`FrozenLLM`).
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        dataset: str | Dataset = "nq",
+        split: str = "train",
+        llm: str | LLMConfig = "gemma-3-270m",
+        k: int = 3,
+        num_candidates: int = 20,
+        first_stage: str = "bm25s",
+        reward: str = "logprob_gain",
+        cost_per_passage: float = 0.02,
+        generate_answers: bool = False,
+        features: bool = True,
+        encoder: str = "all-MiniLM-L6-v2",
+        limit: int | None = None,
+        data_dir: str | None = None,
+        cache: RewardCache | str | None = None,
+        scorer: FrozenLLM | None = None,
+        diagnostics: bool = False,
+        render_mode: str | None = None,
+    ):
+        if reward not in REWARDS:
+            raise ConfigError(f"unknown reward {reward!r}: use one of {', '.join(REWARDS)}")
+        if k < 1 or num_candidates < 1:
+            raise ConfigError("k and num_candidates must be at least 1")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError(f"unknown render_mode {render_mode!r}: use 'ansi' or None")
+        self.dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
+        self.corpus = self.dataset.corpus
+        self.questions: list[Question] = self.dataset.split(split)
+        if limit is not None:
+            self.questions = self.questions[:limit]
+        if not self.questions:
+            raise ConfigError(f"split {split!r} of {self.dataset.name!r} has no questions")
+        self.split_name = split
+        self._by_id = {q.id: q for q in self.questions}
+        self.k, self.num_candidates = k, num_candidates
+        self.reward_name, self.cost_per_passage = reward, float(cost_per_passage)
+        self.generate_answers = generate_answers or reward in ("em", "f1", "accuracy")
+        self.render_mode = render_mode
+        self.diagnostics = diagnostics
+        if scorer is None:
+            if isinstance(cache, (str, bytes)) or cache is None:
+                cache = RewardCache(cache)
+            scorer = FrozenLLM(llm if isinstance(llm, LLMConfig) else LLMConfig(name=llm), cache)
+        self.scorer = scorer
+
+        from ragenv.index import make_index
+
+        self.first_stage_name = first_stage
+        self.first_stage = make_index(first_stage, self.corpus)
+        self.features = features
+        self.dense = None
+        if features:
+            self.dense = self.first_stage if first_stage == "dense" else make_index("dense", self.corpus, encoder=encoder)
+        dim = self.dense.encoder.dim if self.dense is not None else 0
+
+        n = len(self.corpus)
+        self.action_space = spaces.MultiDiscrete(np.full(k, n + 1), start=np.full(k, EMPTY), dtype=np.int64)
+        charset = sorted({ch for q in self.questions for ch in q.question} | set(" "))
+        obs = {
+            "question": spaces.Text(max_length=max(len(q.question) for q in self.questions), min_length=1, charset="".join(charset)),
+            "candidate_ids": spaces.Box(EMPTY, n - 1, (num_candidates,), np.int64),
+            "candidate_scores": spaces.Box(-np.inf, np.inf, (num_candidates,), np.float32),
+        }
+        if features:
+            obs["question_embedding"] = spaces.Box(-1.0, 1.0, (dim,), np.float32)
+            obs["candidate_embeddings"] = spaces.Box(-1.0, 1.0, (num_candidates, dim), np.float32)
+        self.observation_space = spaces.Dict(obs)
+        self._current: Question | None = None
+        self._observation: dict | None = None
+        self._first_stage_memo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._query_embedding_memo: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def current_question(self) -> Question:
+        if self._current is None:
+            raise RagenvError("call reset() before using the environment")
+        return self._current
+
+    def passage(self, row: int) -> Passage:
+        return self.corpus[int(row)]
+
+    def question_by_id(self, question_id: str) -> Question:
+        try:
+            return self._by_id[question_id]
+        except KeyError:
+            raise ConfigError(f"question id {question_id!r} is not in split {self.split_name!r}") from None
+
+    def candidates(self, question: Question) -> tuple[np.ndarray, np.ndarray]:
+        """First-stage top-m rows and scores (memoised per question)."""
+        memo = self._first_stage_memo.get(question.id)
+        if memo is None:
+            rows, scores = self.first_stage.search([question.question], self.num_candidates)
+            memo = (rows[0], scores[0].astype(np.float32))
+            self._first_stage_memo[question.id] = memo
+        return memo
+
+    def _question_embedding(self, question: Question) -> np.ndarray:
+        vec = self._query_embedding_memo.get(question.id)
+        if vec is None:
+            vec = np.clip(self.dense.encoder.encode([question.question])[0], -1.0, 1.0)
+            self._query_embedding_memo[question.id] = vec
+        return vec
+
+    def observation_for(self, question: Question) -> dict:
+        rows, scores = self.candidates(question)
+        obs = {"question": question.question, "candidate_ids": rows.copy(), "candidate_scores": scores.copy()}
+        if self.features:
+            obs["question_embedding"] = self._question_embedding(question).copy()
+            obs["candidate_embeddings"] = np.clip(self.dense.passage_embeddings(rows), -1.0, 1.0)
+        return obs
+
+    def validate_action(self, action: Any) -> list[int]:
+        """The chosen corpus rows, in order, or InvalidActionError (no state is touched)."""
+        arr = np.asarray(action)
+        if arr.shape != (self.k,):
+            raise InvalidActionError(f"action must have shape ({self.k},), got {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+                raise InvalidActionError(f"action must hold integer passage rows, got dtype {arr.dtype}")
+            arr = arr.astype(np.int64)
+        n = len(self.corpus)
+        bad = [int(x) for x in arr if x < EMPTY or x >= n]
+        if bad:
+            raise InvalidActionError(f"passage rows {bad} are out of range: use 0..{n - 1}, or -1 for an empty slot")
+        rows = [int(x) for x in arr if x != EMPTY]
+        if len(set(rows)) != len(rows):
+            raise InvalidActionError(f"action chooses a passage twice: {rows}")
+        return rows
+
+    # ------------------------------------------------------------------ outcome (shared by step and batch evaluation)
+    def outcomes(self, requests: Sequence[tuple[Question, Sequence[int]]]) -> list[StepOutcome]:
+        """Rewards and info for many (question, rows) choices, with batched LLM calls."""
+        passage_lists = [[self.corpus[r] for r in rows] for _, rows in requests]
+        items = [(q, ps) for (q, _), ps in zip(requests, passage_lists)]
+        closed = [(q, []) for q, _ in requests]
+        scores = self.scorer.answer_logprob(items + closed)
+        with_passages, closed_book = scores[: len(items)], scores[len(items):]
+        generations = self.scorer.generate(items) if self.generate_answers else [None] * len(items)
+        results = []
+        for (q, rows), ps, s, c, g in zip(requests, passage_lists, with_passages, closed_book, generations):
+            info = {
+                "question_id": q.id,
+                "passage_ids": [p.id for p in ps],
+                "answer_logprob": s.mean_logprob,
+                "answer_logprob_sum": s.sum_logprob,
+                "closed_book_logprob": c.mean_logprob,
+                "logprob_gain": s.mean_logprob - c.mean_logprob,
+                f"hit@{self.k}": hit_at_k([p.id for p in ps], q.gold_passage_ids),
+                "num_passages": len(ps),
+                "prompt_tokens": s.prompt_tokens,
+            }
+            if self.diagnostics:
+                info["cache_hit"] = bool(s.cached and c.cached and (g is None or g.cached))
+            if g is not None:
+                info.update(generated_answer=g.text, em=exact_match(g.text, q.answers),
+                            f1=f1_score(g.text, q.answers), accuracy=answer_in_output(g.text, q.answers))
+            base = info["answer_logprob" if self.reward_name == "logprob" else self.reward_name]
+            reward = float(base) - self.cost_per_passage * len(ps)
+            results.append(StepOutcome(reward, info))
+        return results
+
+    # ------------------------------------------------------------------ Gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if "question_id" in options:
+            question = self.question_by_id(str(options["question_id"]))
+        else:
+            question = self.questions[int(self.np_random.integers(len(self.questions)))]
+        self._current = question
+        self._observation = self.observation_for(question)
+        rows = self._observation["candidate_ids"]
+        info = {"question_id": question.id, "candidate_texts": [self.corpus[r].contents if r >= 0 else "" for r in rows]}
+        return self._observation, info
+
+    def step(self, action):
+        if self._current is None:
+            raise RagenvError("call reset() before step(): each episode is one question")
+        rows = self.validate_action(action)
+        outcome = self.outcomes([(self._current, rows)])[0]
+        observation = {key: value.copy() if isinstance(value, np.ndarray) else value
+                       for key, value in self._observation.items()}  # fresh arrays: callers may keep them
+        self._last = (self._current, rows, outcome)
+        self._current = None  # one step per episode
+        return observation, outcome.reward, True, False, outcome.info
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        last = getattr(self, "_last", None)
+        if last is None:
+            return "(no step yet)"
+        question, rows, outcome = last
+        lines = [f"Q: {question.question}", f"gold: {' | '.join(question.answers)}"]
+        lines += [f"  [{r}] {self.corpus[r].title}" for r in rows]
+        lines.append(f"reward {outcome.reward:+.3f}  logprob {outcome.info['answer_logprob']:.3f}")
+        return "\n".join(lines)
+
+
+class CandidateScoreAction(gym.ActionWrapper):
+    """Act with ``Box(m)`` scores over the first-stage candidates; the top-k become the passage action.
+
+    Lets vector policies (e.g. stable-baselines3) drive RAGRetrieval-v0. Empty candidate
+    slots (-1) are never chosen.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        base = env.unwrapped
+        self.action_space = spaces.Box(-np.inf, np.inf, (base.num_candidates,), np.float32)
+        self._candidates: np.ndarray | None = None
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._candidates = obs["candidate_ids"]
+        return obs, info
+
+    def action(self, action):
+        scores = np.asarray(action, dtype=np.float64).reshape(-1)
+        if scores.shape != (len(self._candidates),) or not np.all(np.isfinite(scores)):
+            raise InvalidActionError(f"score action must be {len(self._candidates)} finite numbers")
+        scores = np.where(self._candidates >= 0, scores, -np.inf)
+        k = self.env.unwrapped.k
+        order = np.argsort(-scores, kind="stable")[:k]
+        chosen = [int(self._candidates[i]) for i in order if np.isfinite(scores[i])]
+        return np.array(chosen + [EMPTY] * (k - len(chosen)), dtype=np.int64)

@@ -1,0 +1,1 @@
+"""Leaderboard: submission schema, replay evaluator, entries and static site."""

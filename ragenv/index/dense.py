@@ -1,0 +1,53 @@
+"""Dense retrieval: exact inner-product search over frozen encoder embeddings.
+
+The passage embedding matrix is computed once per (corpus, encoder) and cached as
+``embeddings.npy``; the retrieval environment reads its candidate features from the
+same matrix, so there is one home for passage embeddings.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ragenv.data import Corpus
+from ragenv.encoder import Encoder, EncoderConfig
+from ragenv.index.base import Index, build_once, index_path
+
+
+class DenseIndex(Index):
+    def __init__(self, corpus: Corpus, encoder: str | EncoderConfig | Encoder = EncoderConfig()):
+        self.corpus = corpus
+        self.encoder = encoder if isinstance(encoder, Encoder) else Encoder(encoder)
+        config = {"encoder": self.encoder.config.name, "weights": self.encoder.fingerprint}
+        self.path = build_once(index_path("dense", config, corpus), corpus, self._build)
+        self.embeddings = np.load(self.path / "embeddings.npy", mmap_mode="r")
+
+    def _build(self, folder: Path) -> None:
+        vectors = self.encoder.encode(self.corpus.contents, progress=True)
+        np.save(folder / "embeddings.npy", vectors)
+
+    def passage_embeddings(self, rows: np.ndarray) -> np.ndarray:
+        """Embeddings of corpus rows (-1 rows give zero vectors)."""
+        rows = np.asarray(rows)
+        out = np.asarray(self.embeddings[np.clip(rows, 0, None)], dtype=np.float32)
+        out[rows < 0] = 0.0
+        return out
+
+    def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows by inner product for already-encoded queries."""
+        n = len(self.corpus)
+        kk = min(k, n)
+        scores = np.asarray(queries, dtype=np.float32) @ np.asarray(self.embeddings).T
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        out = np.zeros((len(queries), k), dtype=np.float32)
+        rows[:, :kk] = np.take_along_axis(top, order, axis=1)
+        out[:, :kk] = np.take_along_axis(top_scores, order, axis=1)
+        return rows, out
+
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.search_vectors(self.encoder.encode(list(queries)), k)

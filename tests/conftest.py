@@ -1,0 +1,66 @@
+"""Shared fixtures: real data (RAGENV_DATA, default ../shared/data), a small real subset, a private cache."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_LLM = "smollm2-135m"  # the fast model; Gemma is used where an issue asks for it
+
+
+def pytest_configure(config):
+    os.environ.setdefault("RAGENV_DATA", str((REPO.parent / "shared" / "data").resolve()))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # One private cache for the whole session (models convert once), never the user's.
+    if "RAGENV_TEST_CACHE" in os.environ:
+        os.environ["RAGENV_CACHE"] = os.environ["RAGENV_TEST_CACHE"]
+    else:
+        import tempfile
+
+        os.environ["RAGENV_CACHE"] = tempfile.mkdtemp(prefix="ragenv-test-cache-")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return Path(os.environ["RAGENV_DATA"])
+
+
+@pytest.fixture(scope="session")
+def nq():
+    from ragenv.data import load_dataset
+
+    return load_dataset("nq")
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory, nq) -> Path:
+    """A user-format folder: 24 real nq questions (16 test, 8 train), their gold passages and 300 others."""
+    folder = tmp_path_factory.mktemp("small-nq")
+    questions = nq.split("test")[:16] + nq.split("train")[:8]
+    gold = {pid for q in questions for pid in q.gold_passage_ids}
+    passages = [nq.corpus[nq.corpus.row(pid)] for pid in sorted(gold)]
+    passages += [p for p in nq.corpus.passages[2000:2400] if p.id not in gold][:300]
+    with open(folder / "corpus.jsonl", "w") as handle:
+        for p in passages:
+            handle.write(json.dumps({"id": p.id, "title": p.title, "text": p.text}) + "\n")
+    with open(folder / "questions.jsonl", "w") as handle:
+        for q in questions:
+            handle.write(json.dumps({"id": q.id, "question": q.question, "answers": list(q.answers),
+                                     "gold_passage_ids": list(q.gold_passage_ids), "split": q.split}) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_env(small_dataset):
+    """RAGRetrieval-v0 on the small folder with SmolLM2 (shared by tests that only read it)."""
+    import gymnasium as gym
+
+    import ragenv  # noqa: F401
+
+    env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="test", llm=TEST_LLM)
+    yield env
+    env.close()
