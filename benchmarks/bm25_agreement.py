@@ -33,8 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed batch searches (the best is reported)")
     parser.add_argument("--cache-dir", help="index cache to use (default: a fresh temporary one, so builds are timed)")
     args = parser.parse_args(argv)
-    os.environ["RAGENV_CACHE"] = args.cache_dir or tempfile.mkdtemp(prefix="ragenv-bm25-bench-")
+    if args.cache_dir:
+        os.environ["RAGENV_CACHE"] = args.cache_dir
+        return run(args)
+    with tempfile.TemporaryDirectory(prefix="ragenv-bm25-bench-") as cache:
+        os.environ["RAGENV_CACHE"] = cache
+        return run(args)
 
+
+def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ragenv.data import load_dataset

@@ -107,7 +107,9 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
     env = env if env is not None else make_env(config)
     agent = agent if agent is not None else make_agent(config.agent, env, seed=config.seed)
     base = env.unwrapped
+    stats_before = asdict(base.scorer.stats)
     records = run_episodes(env, agent, progress=progress)
+    llm_work = {key: value - stats_before[key] for key, value in asdict(base.scorer.stats).items()}
     metrics = summarize(records, base.k)
     metrics["seconds"] = time.perf_counter() - started
     return {
@@ -123,6 +125,7 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
         "env_options": {"k": base.k, "reward": base.reward_name, "cost_per_passage": base.cost_per_passage,
                         "first_stage": base.first_stage_name, "num_candidates": base.num_candidates},
         "metrics": metrics,
+        "llm_work": llm_work,  # forward passes, sequences and model loads this run needed (0 when fully cached)
         "per_question": records,
     }
 

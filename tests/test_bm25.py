@@ -179,12 +179,13 @@ def test_analyzer_matches_lucene(indexes, subset):
         "Technology apologies possibly responsibly us vs os 5s",
         "İstanbul ΟΔΟΣ naïve café Ångström 東京タワー and ワイリー",
         "kitchen\u200bbrigade left-to-right (C++) #1 @user e-mail",
+        "Serenade in B\u266d major, Henry VIII \u2167, \u24b6bc \u00a9 2019\u00ae \U0001f600",
     ]
     for text in tricky:
         assert ours(text) == reference.analyze(text), text
     texts = corpus.contents + [q.question for q in questions]
     same = [ours(t) == reference.analyze(t) for t in texts]
-    assert np.mean(same) >= 0.995  # measured: all of them
+    assert np.mean(same) >= 0.995  # measured: all of them (all but 1 of 30,761 over wiki-mini)
 
 
 def test_exact_length_norm_is_plain_bm25s(subset):

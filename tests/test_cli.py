@@ -1,0 +1,115 @@
+"""The ragenv command as a user runs it: evaluation, caching, and one-line errors for bad input."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_LLM
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ragenv.cli", *args], capture_output=True, text=True,
+                          env=environment, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def cache_entries() -> int:
+    from ragenv.reward_cache import RewardCache
+
+    return len(RewardCache())
+
+
+@pytest.fixture(scope="module")
+def first_run(small_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "first.json"
+    result = run_cli("evaluate", "--agent", "bm25s", "--dataset", str(small_dataset), "--split", "test",
+                     "--llm", TEST_LLM, "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    return json.loads(out.read_text())
+
+
+def test_evaluate_writes_the_documented_json(first_run):
+    assert first_run["env"] == "RAGRetrieval-v0" and first_run["agent"] == "bm25s"
+    assert first_run["n"] == 16 == len(first_run["per_question"])
+    for key in ("reward", "answer_logprob", "em", "f1", "accuracy", "hit@3", "retrievals_per_question", "seconds"):
+        assert key in first_run["metrics"]
+    assert first_run["llm_work"]["model_loads"] == 1
+    record = first_run["per_question"][0]
+    assert {"question_id", "passage_ids", "reward", "generated_answer", "em"} <= set(record)
+
+
+def test_second_identical_run_is_cached_and_identical(first_run, small_dataset, tmp_path):
+    out = tmp_path / "second.json"
+    result = run_cli("evaluate", "--agent", "bm25s", "--dataset", str(small_dataset), "--split", "test",
+                     "--llm", TEST_LLM, "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    second = json.loads(out.read_text())
+    assert second["llm_work"]["model_loads"] == 0 and second["llm_work"]["forward_passes"] == 0
+    assert second["metrics"]["cache_hit_rate"] == 1.0
+    strip = lambda m: {k: v for k, v in m.items() if k not in ("seconds", "cache_hit_rate")}  # noqa: E731
+    assert strip(second["metrics"]) == strip(first_run["metrics"])
+    assert second["metrics"]["seconds"] < first_run["metrics"]["seconds"]
+
+
+def test_unknown_names_give_one_line_errors(first_run, small_dataset):
+    before = cache_entries()
+    assert_one_line_error(run_cli("evaluate", "--agent", "nope", "--dataset", str(small_dataset)), "unknown agent", "nope")
+    assert_one_line_error(run_cli("evaluate", "--dataset", "nope"), "unknown dataset", "nope")
+    assert_one_line_error(run_cli("evaluate", "--dataset", str(small_dataset), "--split", "test", "--llm", "nope"),
+                          "unknown LLM", "nope")
+    assert_one_line_error(run_cli("evaluate", "--env", "Nope-v0"), "unknown environment")
+    assert_one_line_error(run_cli("evaluate", "--dataset", str(small_dataset), "--split", "validation"), "no split")
+    assert cache_entries() == before  # nothing cached was lost
+
+
+def test_missing_and_corrupt_data_give_one_line_errors(first_run, data_dir, tmp_path):
+    before = cache_entries()
+    assert_one_line_error(run_cli("data", "info", env={"RAGENV_DATA": str(tmp_path / "absent")}), "does not exist")
+    broken = tmp_path / "data"
+    shutil.copytree(data_dir, broken, ignore=shutil.ignore_patterns("holdout"))
+    os.chmod(broken / "nq_open", 0o755)
+    target = broken / "nq_open" / "nq-open-oracle.jsonl.gz"
+    os.chmod(target, 0o644)
+    target.write_bytes(gzip.compress(b'{"question": "tampered"}\n'))
+    assert_one_line_error(run_cli("data", "info", env={"RAGENV_DATA": str(broken)}),
+                          "corrupt data file", "nq-open-oracle.jsonl.gz", "6a7f72b8")
+    target.unlink()
+    assert_one_line_error(run_cli("data", "info", env={"RAGENV_DATA": str(broken)}), "missing data file")
+    assert cache_entries() == before
+
+
+def test_corrupt_user_dataset_names_file_and_line(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text('{"id": "a", "title": "A", "text": "alpha"}\n{"id": "a", "text": "again"}\n')
+    (folder / "questions.jsonl").write_text('{"id": "q", "question": "what?", "answers": ["alpha"]}\n')
+    assert_one_line_error(run_cli("evaluate", "--dataset", str(folder), "--split", "all"), "corpus.jsonl:2", "duplicate")
+
+
+def test_data_info_prints_counts():
+    result = run_cli("data", "info")
+    assert result.returncode == 0, result.stderr
+    assert "16,436" in result.stdout and "369" in result.stdout  # wiki-mini passages, nq test questions
+
+
+def test_cache_commands(first_run):
+    info = run_cli("cache", "info")
+    assert info.returncode == 0 and "entries" in info.stdout
+    check = run_cli("cache", "check")
+    assert check.returncode == 0 and "integrity: ok" in check.stdout
