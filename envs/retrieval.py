@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from ragenv.data import Dataset, Passage, Question, load_dataset
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
-from ragenv.llm import FrozenLLM, LLMConfig
+from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest
 from ragenv.metrics import answer_in_output, exact_match, f1_score, hit_at_k
 from ragenv.reward_cache import RewardCache
 
@@ -225,14 +225,14 @@ class RAGRetrievalEnv(gym.Env):
     # ------------------------------------------------------------------ outcome (shared by step and batch evaluation)
     def outcomes(self, requests: Sequence[tuple[Question, Sequence[int]]]) -> list[StepOutcome]:
         """Rewards and info for many (question, rows) choices, with batched LLM calls."""
-        passage_lists = [[self.corpus[r] for r in rows] for _, rows in requests]
-        items = [(q, ps) for (q, _), ps in zip(requests, passage_lists)]
-        closed = [(q, []) for q, _ in requests]
-        scores = self.scorer.answer_logprob(items + closed)
-        with_passages, closed_book = scores[: len(items)], scores[len(items):]
-        generations = self.scorer.generate(items) if self.generate_answers else [None] * len(items)
+        passage_lists = [tuple(self.corpus[r] for r in rows) for _, rows in requests]
+        prompts = [PromptRequest(q, ps, None, self.generate_answers) for (q, _), ps in zip(requests, passage_lists)]
+        prompts += [PromptRequest(q, ()) for q, _ in requests]  # closed-book baselines of the same questions
+        answered = self.scorer.run(prompts)
+        with_passages, closed_book = answered[: len(requests)], answered[len(requests):]
         results = []
-        for (q, rows), ps, s, c, g in zip(requests, passage_lists, with_passages, closed_book, generations):
+        for (q, rows), ps, result, closed in zip(requests, passage_lists, with_passages, closed_book):
+            s, c, g = result.score, closed.score, result.generation
             info = {
                 "question_id": q.id,
                 "passage_ids": [p.id for p in ps],

@@ -16,8 +16,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Gymnasium environments for RL on retrieval-augmented generation.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: counts and checks.")
 cache_app = typer.Typer(no_args_is_help=True, help="The reward cache: where it is, how big, whether it is sound.")
+leaderboard_app = typer.Typer(no_args_is_help=True, help="Leaderboard: replay-score submissions, the schema, entries, the page.")
 app.add_typer(data_app, name="data")
 app.add_typer(cache_app, name="cache")
+app.add_typer(leaderboard_app, name="leaderboard")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -31,14 +33,14 @@ def _fmt(value) -> str:
 
 
 def _results_table(title: str, results: list[dict], k: int) -> Table:
+    """Metrics as rows and agents as columns, so that several agents fit a terminal."""
     table = Table(title=title)
-    columns = ["reward", "answer_logprob", "logprob_gain", "em", "f1", "accuracy", f"hit@{k}",
-               "retrievals_per_question", "seconds"]
-    table.add_column("agent")
-    for column in columns:
-        table.add_column(column.replace("_per_question", "/q"), justify="right")
+    table.add_column("metric")
     for result in results:
-        table.add_row(result["agent"], *[_fmt(result["metrics"].get(c, float("nan"))) for c in columns])
+        table.add_column(result["agent"], justify="right")
+    for metric in ("reward", "answer_logprob", "logprob_gain", "em", "f1", "accuracy", f"hit@{k}",
+                   "retrievals_per_question", "cache_hit_rate", "seconds"):
+        table.add_row(metric, *[_fmt(r["metrics"].get(metric, float("nan"))) for r in results])
     return table
 
 
@@ -56,17 +58,33 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed for stochastic agents."),
     output: Optional[str] = typer.Option(None, help="Write the result JSON here."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    submission: Optional[str] = typer.Option(None, help="Also write a leaderboard submission (the actions) here."),
+    name: Optional[str] = typer.Option(None, help="Submission: display name (default: the agent name)."),
+    authors: Optional[str] = typer.Option(None, help="Submission: comma-separated authors."),
+    description: Optional[str] = typer.Option(None, help="Submission: what the agent does."),
+    url: Optional[str] = typer.Option(None, help="Submission: paper or code URL (shown as text)."),
 ):
     """Run an agent on every question of a split and report reward, answer and IR metrics."""
     from ragenv.evaluate import EvalConfig, evaluate as run, write_json
 
     config = EvalConfig(env=env, agent=agent, dataset=dataset, split=split, limit=limit, llm=llm, seed=seed,
                         data_dir=data_dir, env_options={"k": k, "reward": reward, "cost_per_passage": cost_per_passage})
+    metadata = None
+    if submission:  # checked before the run, so bad metadata costs nothing
+        from ragenv.leaderboard.submission import default_metadata
+
+        metadata = default_metadata(agent, name=name, description=description, url=url,
+                                    authors=[a.strip() for a in authors.split(",")] if authors else None)
     result = run(config)
     console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}", [result], k))
     if output:
         write_json(result, output)
         console.print(f"wrote {output}")
+    if submission:
+        from ragenv.leaderboard.submission import submission_from_result, write_submission
+
+        write_submission(submission_from_result(result, metadata), submission)
+        console.print(f"wrote submission {submission}")
 
 
 @app.command()
@@ -140,12 +158,88 @@ def cache_check():
         raise RagenvError(f"reward cache is damaged ({report['integrity']}, {report['unreadable_values']} unreadable values)")
 
 
+@leaderboard_app.command("evaluate")
+def leaderboard_evaluate(
+    file: str = typer.Argument(..., help="The submission JSON file."),
+    output: Optional[str] = typer.Option(None, help="Write the scored entry JSON here."),
+    allow_local: bool = typer.Option(False, help="Accept a local dataset folder or model file named by the submission."),
+    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+):
+    """Validate a submission and score it by replaying its actions (reported scores are ignored)."""
+    from ragenv.evaluate import write_json
+    from ragenv.leaderboard.replay import score_file
+
+    scored = score_file(file, allow_local=allow_local, data_dir=data_dir)
+    from rich.markup import escape
+
+    row = {"agent": escape(scored["metadata"]["name"]), "metrics": {**scored["metrics"], "seconds": scored["replay"]["seconds"]}}
+    d = scored["dataset"]
+    console.print(_results_table(f"replayed {scored['env_id']} | {d['name']}/{d['split']} | n={scored['n']} | "
+                                 f"{scored['llm']['name']}", [row], scored["env_options"]["k"]))
+    if output:
+        write_json(scored, output)
+        console.print(f"wrote {output}")
+
+
+@leaderboard_app.command("schema")
+def leaderboard_schema(
+    out: Optional[str] = typer.Option(None, help="Where to write it (default: leaderboard/schema/submission.schema.json)."),
+    check: bool = typer.Option(False, help="Only check that the file is current; exit 1 if not."),
+):
+    """Write the submission JSON Schema generated from the pydantic models."""
+    from pathlib import Path
+
+    from ragenv.leaderboard.submission import SCHEMA_PATH, schema_text, write_schema
+
+    path = Path(out) if out else SCHEMA_PATH
+    if check:
+        if not path.is_file() or path.read_text(encoding="utf-8") != schema_text():
+            raise RagenvError(f"{path} is not the schema the models generate; run `ragenv leaderboard schema`")
+        console.print(f"{path} is current")
+        return
+    console.print(f"wrote {write_schema(path)}")
+
+
+@leaderboard_app.command("regenerate")
+def leaderboard_regenerate(
+    agents: str = typer.Option("bm25,bm25s,dense,closed-book,oracle,random", help="Comma-separated agents."),
+    dataset: str = typer.Option("nq", help="Question set (or a folder, with --allow-local)."),
+    split: str = typer.Option("test", help="Split to evaluate."),
+    limit: Optional[int] = typer.Option(100, help="First N questions of the split (0: all)."),
+    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
+    out: Optional[str] = typer.Option(None, help="Folder for submissions/ and entries/ (default: the leaderboard package)."),
+    site: Optional[str] = typer.Option(None, help="Folder for the page (default: <out>/site)."),
+    allow_local: bool = typer.Option(False, help="Allow a local dataset folder or model file."),
+    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+):
+    """Evaluate each agent, write its submission, replay-score it into an entry, and rebuild the page."""
+    from ragenv.leaderboard.entries import LEADERBOARD_DIR, regenerate
+
+    regenerate([a.strip() for a in agents.split(",") if a.strip()], dataset=dataset, split=split, limit=limit or None,
+               llm=llm, out_dir=out or LEADERBOARD_DIR, site_dir=site, data_dir=data_dir, allow_local=allow_local,
+               log=console.print)
+
+
+@leaderboard_app.command("build")
+def leaderboard_build(
+    out: str = typer.Option(..., help="Folder to write index.html into."),
+    entries: Optional[str] = typer.Option(None, help="Entries folder (default: leaderboard/entries)."),
+):
+    """Write the static, self-contained leaderboard page from the scored entries."""
+    from ragenv.leaderboard.entries import ENTRIES_DIR
+    from ragenv.leaderboard.site import build_site
+
+    console.print(f"wrote {build_site(entries or ENTRIES_DIR, out)}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 1 (set RAGENV_DEBUG=1 for tracebacks)."""
+    from rich.markup import escape  # messages may quote user input (e.g. a submission): never markup
+
     try:
         app(standalone_mode=False)
     except RagenvError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -160,7 +254,7 @@ def main() -> None:
             sys.exit(1)
         if os.environ.get("RAGENV_DEBUG"):
             raise
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (set RAGENV_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (set RAGENV_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -24,3 +24,7 @@ class InvalidActionError(RagenvError, ValueError):
 
 class CacheError(RagenvError):
     """A cache file is corrupt, foreign or unusable."""
+
+
+class SubmissionError(RagenvError, ValueError):
+    """A leaderboard submission is malformed, does not match the environment, or cannot be replayed."""

@@ -117,6 +117,7 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
         "agent": config.agent,
         "dataset": config.dataset,
         "split": config.split,
+        "dataset_fingerprint": base.dataset.split_fingerprint(config.split),  # question ids + corpus (submissions check it)
         "llm": config.llm,
         "llm_fingerprint": base.scorer.fingerprint,
         "prompt_version": base.scorer.describe()["prompt_version"],

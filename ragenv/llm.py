@@ -83,6 +83,22 @@ class Generation:
     cached: bool
 
 
+@dataclass(frozen=True)
+class PromptRequest:
+    """One prompt: score ``answers`` (None: the question's gold answers; (): none) and/or generate."""
+
+    question: Question
+    passages: tuple[Passage, ...]
+    answers: tuple[str, ...] | None = None
+    generate: bool = False
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    score: AnswerScore | None
+    generation: Generation | None
+
+
 @dataclass
 class LLMStats:
     """What the scorer did (for info dicts and benchmarks)."""
@@ -392,115 +408,167 @@ class FrozenLLM:
         self.stats.padded_tokens += ids.numel()
         return ids.to(self.device), mask.to(self.device)
 
-    def _score_sequences(self, prompts: Sequence[list[int]], answers: Sequence[list[int]]) -> list[tuple[float, float, int]]:
-        """(mean, sum, n) of answer-token log-probs for each prompt+answer pair, in batches."""
+    def _forward_prompts(self, prompts: Sequence[list[int]], aliases: Sequence[Sequence[list[int]]],
+                         generate: Sequence[bool]) -> tuple[list[list[tuple[float, float, int]]], list[str | None]]:
+        """Score every alias and greedily answer, running each prompt through the model once.
+
+        Per length-bucketed batch: one prefill of the (left-padded) prompts fills a KV cache; the
+        answer aliases are scored as continuations of a copy of that cache (rows repeated per
+        alias), and the greedy answer is decoded from the cache itself, stopping at the first
+        completed line. Returns per prompt the (mean, sum, n) of each alias and the answer text.
+        """
+        import copy
+
         import torch
 
-        full = [p + a for p, a in zip(prompts, answers)]
-        results: list[tuple[float, float, int]] = [(0.0, 0.0, 0)] * len(full)
-        model = self.model
+        scores: list[list[tuple[float, float, int]]] = [[] for _ in prompts]
+        texts: list[str | None] = [None] * len(prompts)
+        model, tok = self.model, self.tokenizer
+        alias_tokens = [max((len(a) for a in al), default=0) for al in aliases]
+        budget = [len(p) + max(alias_tokens[i], self.config.max_new_tokens if generate[i] else 0)
+                  for i, p in enumerate(prompts)]
         with torch.inference_mode():
-            for batch in self._batches([len(s) for s in full]):
-                ids, mask = self._left_pad([full[i] for i in batch])
-                keep = max(len(answers[i]) for i in batch) + 1
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
-                logprobs = torch.log_softmax(logits.float(), dim=-1)
+            for batch in self._batches(budget):
+                ids, mask = self._left_pad([prompts[i] for i in batch])
+                width = ids.shape[1]
+                lengths = mask.sum(-1)
+                out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                            use_cache=True, logits_to_keep=1)
                 self.stats.forward_passes += 1
-                for row, i in enumerate(batch):
-                    n = len(answers[i])
-                    if n == 0:
-                        results[i] = (float("-inf"), float("-inf"), 0)
-                        continue
-                    target = ids[row, -n:]
-                    picked = logprobs[row, keep - n - 1: keep - 1].gather(-1, target.unsqueeze(-1)).squeeze(-1)
-                    total = float(picked.sum())
-                    results[i] = (total / n, total, n)
-        self.stats.scored_sequences += len(full)
-        return results
+                last_logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+                cache = out.past_key_values
+                rep = [(b, a) for b, i in enumerate(batch) for a in aliases[i] if a]
+                if rep:
+                    alias_cache = copy.deepcopy(cache) if any(generate[i] for i in batch) else cache
+                    rows = torch.tensor([b for b, _ in rep], device=ids.device)
+                    alias_cache.reorder_cache(rows)
+                    span = max(len(a) for _, a in rep)
+                    alias_ids = torch.full((len(rep), span), tok.pad_token_id, dtype=torch.long, device=ids.device)
+                    alias_mask = torch.zeros((len(rep), span), dtype=torch.long, device=ids.device)
+                    for r, (_, a) in enumerate(rep):
+                        alias_ids[r, : len(a)] = torch.tensor(a, device=ids.device)
+                        alias_mask[r, : len(a)] = 1
+                    steps = torch.arange(span, device=ids.device)
+                    cont = model(input_ids=alias_ids, attention_mask=torch.cat([mask[rows], alias_mask], dim=1),
+                                 position_ids=lengths[rows, None] + steps, cache_position=width + steps,
+                                 past_key_values=alias_cache, use_cache=True)
+                    self.stats.forward_passes += 1
+                    self.stats.tokens += int(alias_mask.sum())
+                    cont_logprobs = torch.log_softmax(cont.logits.float(), dim=-1)
+                    for r, (b, a) in enumerate(rep):
+                        target = alias_ids[r, : len(a)]
+                        first = last_logprobs[b, target[0]]
+                        rest = cont_logprobs[r, : len(a) - 1].gather(-1, target[1:, None]).sum() if len(a) > 1 else 0.0
+                        total = float(first + rest)
+                        scores[batch[b]].append((total / len(a), total, len(a)))
+                    del alias_cache
+                    self.stats.scored_sequences += len(rep)
+                if any(generate[i] for i in batch):
+                    self._greedy(batch, last_logprobs, cache, mask, lengths, texts)
+                for b, i in enumerate(batch):  # empty aliases score -inf, in their original order
+                    it = iter(scores[i])
+                    scores[i] = [next(it) if a else (float("-inf"), float("-inf"), 0) for a in aliases[i]]
+        return scores, texts
+
+    def _greedy(self, batch, last_logprobs, cache, mask, lengths, texts) -> None:
+        """Greedy decoding from a prefilled cache until every row has finished its first line."""
+        import torch
+
+        tok, model = self.tokenizer, self.model
+        eos = model.generation_config.eos_token_id
+        stop_ids = {tok.eos_token_id, tok.pad_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        width = mask.shape[1]
+        produced: list[list[int]] = [[] for _ in batch]
+        done = [False] * len(batch)
+        next_ids = last_logprobs.argmax(-1)
+        for step in range(self.config.max_new_tokens):
+            for b in range(len(batch)):
+                if done[b]:
+                    continue
+                token = int(next_ids[b])
+                if token in stop_ids:
+                    done[b] = True
+                    continue
+                produced[b].append(token)
+                text = tok.decode(produced[b], skip_special_tokens=True)
+                if "\n" in text.lstrip():
+                    done[b] = True
+            if all(done) or step == self.config.max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones((len(batch), 1), dtype=mask.dtype, device=mask.device)], dim=1)
+            out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
+                        cache_position=torch.tensor([width + step], device=mask.device), past_key_values=cache,
+                        use_cache=True)
+            self.stats.forward_passes += 1
+            next_ids = out.logits[:, -1].argmax(-1)
+        for b, i in enumerate(batch):
+            texts[i] = tok.decode(produced[b], skip_special_tokens=True).strip().split("\n")[0].strip()
+        self.stats.generated_sequences += len(batch)
 
     # ------------------------------------------------------------------ public API
-    def answer_logprob(
-        self,
-        items: Sequence[tuple[Question, Sequence[Passage]]],
-        answers: Sequence[Sequence[str]] | None = None,
-    ) -> list[AnswerScore]:
+    def run(self, requests: Sequence[PromptRequest]) -> list[PromptResult]:
+        """Answer log-probs and/or greedy answers for many prompts, from the cache where possible.
+
+        Everything missing from the cache is computed in one pass per prompt (see
+        ``_forward_prompts``) and written back as one transaction per call.
+        """
+        alias_lists = [list(r.question.answers if r.answers is None else r.answers) for r in requests]
+        score_keys = [[self._key("logprob", r.question.question, r.passages, a) for a in al]
+                      for r, al in zip(requests, alias_lists)]
+        gen_keys = [self._key("generate", r.question.question, r.passages, self.config.max_new_tokens)
+                    if r.generate else None for r in requests]
+        wanted = [k for ks in score_keys for k in ks] + [k for k in gen_keys if k]
+        found = self.cache.get_many(wanted) if self.cache is not None else {}
+        todo = [i for i, r in enumerate(requests)
+                if any(k not in found for k in score_keys[i]) or (gen_keys[i] and gen_keys[i] not in found)]
+        if todo:
+            prompts = [self._prompt_ids(requests[i].question.question, requests[i].passages) for i in todo]
+            aliases = [[self._answer_ids(a) if score_keys[i][j] not in found else [] for j, a in enumerate(alias_lists[i])]
+                       for i in todo]
+            generate = [bool(gen_keys[i]) and gen_keys[i] not in found for i in todo]
+            computed, texts = self._forward_prompts(prompts, aliases, generate)
+            entries = []
+            for n, i in enumerate(todo):
+                request, prompt_tokens = requests[i], len(prompts[n])
+                common = {"prompt_tokens": prompt_tokens, "prompt_version": PROMPT_VERSION}
+                values = [(score_keys[i][j], "logprob", {"mean": m, "sum": t, "n": c, **common})
+                          for j, (m, t, c) in enumerate(computed[n]) if score_keys[i][j] not in found]
+                if generate[n]:
+                    values.append((gen_keys[i], "generate", {"text": texts[n], **common}))
+                for key, kind, value in values:
+                    found[key] = value
+                    entries.append(CacheEntry(key, kind, self.fingerprint, request.question.id,
+                                              ",".join(p.id for p in request.passages), value))
+            if self.cache is not None:
+                self.cache.put_many(entries)
+        fresh = set(todo)
+        results = []
+        for i, request in enumerate(requests):
+            score = None
+            if score_keys[i]:
+                values = [found[k] for k in score_keys[i]]
+                best = max(range(len(values)), key=lambda j: values[j]["mean"])
+                score = AnswerScore(values[best]["mean"], max(v["sum"] for v in values), alias_lists[i][best],
+                                    values[best]["n"], values[best]["prompt_tokens"], i not in fresh)
+            elif request.answers is None:  # a question without any gold answer
+                score = AnswerScore(float("-inf"), float("-inf"), "", 0, 0, True)
+            generation = None
+            if gen_keys[i]:
+                value = found[gen_keys[i]]
+                generation = Generation(value["text"], value["prompt_tokens"], i not in fresh)
+            results.append(PromptResult(score, generation))
+        return results
+
+    def answer_logprob(self, items: Sequence[tuple[Question, Sequence[Passage]]],
+                       answers: Sequence[Sequence[str]] | None = None) -> list[AnswerScore]:
         """Log-prob of each question's answers given its passages; max over aliases (by mean).
 
         ``answers`` overrides the gold answers per item (e.g. to score the model's own guess).
         """
-        alias_lists = [list(a) for a in answers] if answers is not None else [list(q.answers) for q, _ in items]
-        keys: list[list[str]] = []
-        for (q, passages), aliases in zip(items, alias_lists):
-            keys.append([self._key("logprob", q.question, passages, a) for a in aliases])
-        flat = [k for ks in keys for k in ks]
-        found = self.cache.get_many(flat) if self.cache is not None else {}
-        missing = [(i, j) for i, ks in enumerate(keys) for j, k in enumerate(ks) if k not in found]
-        if missing:
-            prompt_cache: dict[int, list[int]] = {}
-            for i, _ in missing:
-                if i not in prompt_cache:
-                    q, passages = items[i]
-                    prompt_cache[i] = self._prompt_ids(q.question, passages)
-            scored = self._score_sequences(
-                [prompt_cache[i] for i, _ in missing], [self._answer_ids(alias_lists[i][j]) for i, j in missing]
-            )
-            entries = []
-            for (i, j), (mean, total, n) in zip(missing, scored):
-                value = {"mean": mean, "sum": total, "n": n, "prompt_tokens": len(prompt_cache[i]),
-                         "prompt_version": PROMPT_VERSION}
-                found[keys[i][j]] = value
-                q, passages = items[i]
-                entries.append(CacheEntry(keys[i][j], "logprob", self.fingerprint, q.id,
-                                          ",".join(p.id for p in passages), value))
-            if self.cache is not None:
-                self.cache.put_many(entries)
-        missed = {i for i, _ in missing}
-        out = []
-        for i, ks in enumerate(keys):
-            if not ks:  # no answer alias: nothing to score
-                out.append(AnswerScore(float("-inf"), float("-inf"), "", 0, 0, i not in missed))
-                continue
-            values = [found[k] for k in ks]
-            best = max(range(len(values)), key=lambda j: values[j]["mean"])
-            out.append(AnswerScore(
-                mean_logprob=values[best]["mean"], sum_logprob=max(v["sum"] for v in values),
-                answer=alias_lists[i][best], answer_tokens=values[best]["n"],
-                prompt_tokens=values[best]["prompt_tokens"], cached=i not in missed,
-            ))
-        return out
+        requests = [PromptRequest(q, tuple(ps), None if answers is None else tuple(answers[n]))
+                    for n, (q, ps) in enumerate(items)]
+        return [r.score for r in self.run(requests)]
 
     def generate(self, items: Sequence[tuple[Question, Sequence[Passage]]]) -> list[Generation]:
         """Greedy answers (first line, stripped) for each (question, passages)."""
-        import torch
-
-        keys = [self._key("generate", q.question, passages, self.config.max_new_tokens) for q, passages in items]
-        found = self.cache.get_many(keys) if self.cache is not None else {}
-        missing = [i for i, k in enumerate(keys) if k not in found]
-        if missing:
-            prompts = {i: self._prompt_ids(items[i][0].question, items[i][1]) for i in missing}
-            tok, model = self.tokenizer, self.model
-            entries = []
-            budget_lengths = [len(prompts[i]) + self.config.max_new_tokens for i in missing]
-            with torch.inference_mode():
-                for batch in self._batches(budget_lengths):
-                    rows = [missing[b] for b in batch]
-                    ids, mask = self._left_pad([prompts[i] for i in rows])
-                    out = model.generate(
-                        input_ids=ids, attention_mask=mask, max_new_tokens=self.config.max_new_tokens,
-                        do_sample=False, pad_token_id=tok.pad_token_id, top_p=None, top_k=None, temperature=None,
-                    )
-                    self.stats.forward_passes += 1
-                    for row, i in enumerate(rows):
-                        text = tok.decode(out[row, ids.shape[1]:], skip_special_tokens=True)
-                        text = text.strip().split("\n")[0].strip()
-                        value = {"text": text, "prompt_tokens": len(prompts[i]), "prompt_version": PROMPT_VERSION}
-                        found[keys[i]] = value
-                        q, passages = items[i]
-                        entries.append(CacheEntry(keys[i], "generate", self.fingerprint, q.id,
-                                                  ",".join(p.id for p in passages), value))
-            self.stats.generated_sequences += len(missing)
-            if self.cache is not None:
-                self.cache.put_many(entries)
-        missed = set(missing)
-        return [Generation(found[k]["text"], found[k]["prompt_tokens"], i not in missed) for i, k in enumerate(keys)]
+        return [r.generation for r in self.run([PromptRequest(q, tuple(ps), (), True) for q, ps in items])]

@@ -1,0 +1,168 @@
+"""`ragenv leaderboard regenerate` end to end, the committed entries, and the page in a real headless browser.
+
+The browser is Debian's chromium driven by Playwright (never `playwright install`);
+the browser tests skip only when chromium is not installed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_LLM
+from tests.test_cli import run_cli
+
+AGENTS = ("bm25s", "closed-book", "oracle")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def regenerated(small_dataset, tmp_path_factory) -> Path:
+    """One command: evaluate three agents on 4 small-fixture questions, submissions, replayed entries, page."""
+    out = tmp_path_factory.mktemp("board")
+    result = run_cli("leaderboard", "regenerate", "--agents", ",".join(AGENTS), "--dataset", str(small_dataset),
+                     "--split", "test", "--limit", "4", "--llm", TEST_LLM, "--out", str(out), "--allow-local")
+    assert result.returncode == 0, result.stderr
+    assert "replayed = evaluated" in result.stdout
+    return out
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); the browser test needs it")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A fresh headless chromium (own user-data-dir, no network services) for the module."""
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="ragenv-chromium-")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(profile, executable_path=executable, headless=True,
+                                                               args=CHROMIUM_FLAGS)
+        yield context
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_regenerate_writes_submissions_entries_and_page(regenerated):
+    submissions = sorted((regenerated / "submissions").glob("*.json"))
+    entries = sorted((regenerated / "entries").glob("*.json"))
+    assert len(submissions) == len(entries) == 3
+    assert (regenerated / "site" / "index.html").is_file()
+    by_agent = {json.loads(p.read_text())["metadata"]["name"]: json.loads(p.read_text()) for p in entries}
+    assert set(by_agent) == set(AGENTS)
+    assert by_agent["oracle"]["metrics"]["hit@3"] == 1.0
+    assert by_agent["closed-book"]["metrics"]["retrievals_per_question"] == 0.0
+    for entry in by_agent.values():
+        assert entry["n"] == 4 and "replay" not in entry and "seconds" not in entry["metrics"]
+    for path in submissions:  # each entry names the exact submission it scored
+        text = json.loads(path.read_text())
+        from ragenv.leaderboard.submission import parse_submission, to_json
+
+        digest = hashlib.sha256(to_json(parse_submission(json.dumps(text))).encode()).hexdigest()
+        assert digest in {e["submission_sha256"] for e in by_agent.values()}
+
+
+def test_regenerate_again_gives_identical_entries(regenerated, small_dataset):
+    before = {p.name: p.read_bytes() for p in (regenerated / "entries").glob("*.json")}
+    result = run_cli("leaderboard", "regenerate", "--agents", ",".join(AGENTS), "--dataset", str(small_dataset),
+                     "--split", "test", "--limit", "4", "--llm", TEST_LLM, "--out", str(regenerated), "--allow-local")
+    assert result.returncode == 0, result.stderr
+    after = {p.name: p.read_bytes() for p in (regenerated / "entries").glob("*.json")}
+    assert after == before
+
+
+def test_committed_entries_are_the_readme_setting_and_match_their_submissions():
+    from ragenv.leaderboard.entries import ENTRIES_DIR, SUBMISSIONS_DIR, load_entries
+    from ragenv.leaderboard.submission import read_submission, to_json
+
+    entries = load_entries(ENTRIES_DIR)
+    names = {entry.metadata.name for _, entry in entries}
+    assert names == {"bm25", "bm25s", "dense", "closed-book", "oracle", "random"}
+    for sid, entry in entries:
+        assert (entry.env_id, entry.dataset.name, entry.dataset.split, entry.dataset.limit, entry.llm.name) == \
+            ("RAGRetrieval-v0", "nq", "test", 100, "gemma-3-270m")
+        assert entry.n == 100 == len(entry.per_question)
+        submission = read_submission(SUBMISSIONS_DIR / f"{sid}.json")
+        assert hashlib.sha256(to_json(submission).encode()).hexdigest() == entry.submission_sha256
+        assert [a.passage_ids for a in submission.actions] == [r["passage_ids"] for r in entry.per_question]
+
+
+def _open(browser, page_path: Path):
+    page = browser.new_page()
+    requests, errors = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(page_path.resolve().as_uri())
+    return page, requests, errors
+
+
+def _column(page, table: str, index: int) -> list[float]:
+    values = page.eval_on_selector_all(f"{table} tbody tr", f"rows => rows.map(r => r.cells[{index}].dataset.value)")
+    return [float(v) for v in values]
+
+
+def test_page_renders_sorts_and_shows_details_in_chromium(regenerated, browser, tmp_path):
+    page, requests, errors = _open(browser, regenerated / "site" / "index.html")
+    table = "table.board"
+    assert page.locator(f"{table} tbody tr").count() == 3
+    headers = page.eval_on_selector_all(f"{table} thead th", "hs => hs.map(h => h.textContent)")
+    for label in ("Agent", "Reward", "Accuracy", "EM", "F1", "Answer log-prob", "Retrievals / q", "hit@3"):
+        assert label in headers
+    assert page.locator("svg circle").count() == 3  # the accuracy-vs-retrievals plot
+
+    column = headers.index("Passages / q")  # distinct per agent: closed-book 0, oracle 1, bm25s 3
+    page.click(f"{table} thead th:nth-child({column + 1})")
+    assert page.get_attribute(f"{table} thead th:nth-child({column + 1})", "aria-sort") == "descending"
+    assert _column(page, table, column) == [3.0, 1.0, 0.0]
+    page.click(f"{table} thead th:nth-child({column + 1})")
+    assert _column(page, table, column) == [0.0, 1.0, 3.0]
+    page.click(f"{table} thead th:nth-child(1)")
+    names = page.eval_on_selector_all(f"{table} tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+    assert names == sorted(names, reverse=True)
+
+    href = page.get_attribute(f"{table} a:text-is('oracle')", "href")
+    detail = page.locator(f"section.detail[id='{href[1:]}']")
+    assert not detail.is_visible()
+    page.click(f"{table} a:text-is('oracle')")
+    assert detail.is_visible() and detail.locator("tbody tr").count() == 4
+    page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
+    assert (tmp_path / "leaderboard.png").stat().st_size > 10_000
+    assert errors == []
+    assert all(url.startswith("file://") for url in requests), requests  # self-contained: nothing fetched
+    page.close()
+
+
+def test_hostile_strings_are_shown_as_text_never_run(regenerated, browser, tmp_path):
+    from ragenv.leaderboard.site import build_site
+
+    folder = tmp_path / "entries"
+    folder.mkdir()
+    source = next((regenerated / "entries").glob("*.json"))
+    entry = json.loads(source.read_text())
+    entry["metadata"]["name"] = '<img src=x onerror="window.__pwned=1">'
+    entry["metadata"]["description"] = "</script><script>window.__pwned=2</script>"
+    entry["metadata"]["authors"] = ["\"'><svg onload=window.__pwned=3>"]
+    entry["per_question"][0]["generated_answer"] = "<b onmouseover=window.__pwned=4>bold</b>"
+    (folder / "hostile.json").write_text(json.dumps(entry))
+    page_path = build_site(folder, tmp_path / "site")
+    html_text = page_path.read_text()
+    assert "<img src=x" not in html_text and "<script>window.__pwned" not in html_text
+    page, requests, errors = _open(browser, page_path)
+    page.click("table.board a")
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("table.board a").first.text_content() == '<img src=x onerror="window.__pwned=1">'
+    assert page.locator("section.detail:target").inner_text().count("window.__pwned") == 4
+    assert all(url.startswith("file://") for url in requests), requests
+    page.close()

@@ -1,0 +1,99 @@
+"""The frozen-LLM scorer against plain transformers calls, its cache, and model-name handling."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ragenv.data import Passage, Question
+from ragenv.errors import ConfigError
+from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest, resolve_model_source, truncate_words
+from ragenv.reward_cache import RewardCache
+from tests.conftest import TEST_LLM
+
+
+def reference_logprob(llm: FrozenLLM, question: Question, passages, answer: str) -> float:
+    """Mean answer-token log-prob from one plain forward pass over prompt + answer."""
+    prompt = llm._prompt_ids(question.question, passages)
+    answer_ids = llm._answer_ids(answer)
+    ids = torch.tensor([prompt + answer_ids])
+    with torch.inference_mode():
+        logits = llm.model(input_ids=ids).logits[0].float()
+    logprobs = torch.log_softmax(logits[len(prompt) - 1:-1], dim=-1)
+    return float(logprobs.gather(-1, torch.tensor(answer_ids)[:, None]).mean())
+
+
+def reference_answer(llm: FrozenLLM, question: Question, passages) -> str:
+    prompt = llm._prompt_ids(question.question, passages)
+    with torch.inference_mode():
+        out = llm.model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=llm.config.max_new_tokens,
+                                 do_sample=False, top_p=None, top_k=None, temperature=None)
+    return llm.tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True).strip().split("\n")[0].strip()
+
+
+def requests_for(nq, n: int, long_context: bool = False):
+    questions = nq.split("dev")[:n]
+    out = []
+    for i, q in enumerate(questions):
+        passages = tuple(nq.corpus[nq.corpus.row(pid)] for pid in q.gold_passage_ids)
+        if long_context:  # push prompts past Gemma's 512-token sliding window
+            passages += tuple(nq.corpus.passages[4000 + 4 * i: 4004 + 4 * i])
+        out.append(PromptRequest(q, passages if i % 3 else (), None, True))
+    return out
+
+
+def check_against_reference(llm: FrozenLLM, requests) -> None:
+    results = llm.run(requests)
+    for request, result in zip(requests, results):
+        expected = max(reference_logprob(llm, request.question, request.passages, a) for a in request.question.answers)
+        assert result.score.mean_logprob == pytest.approx(expected, abs=2e-3)
+        assert result.generation.text == reference_answer(llm, request.question, request.passages)
+
+
+def test_shared_prefix_scoring_and_greedy_decoding_match_plain_transformers(nq, tmp_path):
+    llm = FrozenLLM(LLMConfig(TEST_LLM, dtype="float32"), RewardCache(tmp_path / "c.sqlite"))
+    check_against_reference(llm, requests_for(nq, 6))
+
+
+def test_gemma_matches_plain_transformers_beyond_its_sliding_window(nq, tmp_path):
+    llm = FrozenLLM(LLMConfig("gemma-3-270m", dtype="float32"), RewardCache(tmp_path / "c.sqlite"))
+    requests = requests_for(nq, 2, long_context=True)
+    assert max(len(llm._prompt_ids(r.question.question, r.passages)) for r in requests) > 600
+    check_against_reference(llm, requests)
+
+
+def test_cached_results_skip_the_model_entirely(nq, tmp_path):
+    requests = requests_for(nq, 4)
+    first = FrozenLLM(LLMConfig(TEST_LLM), RewardCache(tmp_path / "c.sqlite"))
+    computed = first.run(requests)
+    second = FrozenLLM(LLMConfig(TEST_LLM), RewardCache(tmp_path / "c.sqlite"))
+    cached = second.run(requests)
+    assert second.stats.model_loads == 0 and second._model is None
+    assert [c.score.cached for c in cached] == [True] * 4 and [c.score.cached for c in computed] == [False] * 4
+    assert [(c.score.mean_logprob, c.generation.text) for c in cached] == \
+           [(c.score.mean_logprob, c.generation.text) for c in computed]
+
+
+def test_answers_override_and_missing_answers(tmp_path):
+    llm = FrozenLLM(LLMConfig(TEST_LLM), RewardCache(tmp_path / "c.sqlite"))
+    q = Question("q1", "What is the capital of France?", ("Paris",))
+    own, other = llm.answer_logprob([(q, []), (q, [])], answers=[["Paris"], ["Berlin"]])
+    assert own.mean_logprob > other.mean_logprob and own.answer == "Paris"
+    nothing = llm.answer_logprob([(Question("q2", "Who?", ()), [])])[0]
+    assert nothing.mean_logprob == float("-inf")
+
+
+def test_prompt_truncates_long_passages_by_the_documented_rule():
+    llm = FrozenLLM(LLMConfig(TEST_LLM, max_passage_words=5), use_cache=False)
+    text = llm.prompt_text("q?", [Passage("p", "T", "one two three four five six seven")])
+    assert "one two three four five ..." in text and "six" not in text
+    assert truncate_words("a b", 5) == "a b"
+
+
+@pytest.mark.parametrize("name", ["no-such-model", "/nonexistent/model.gguf", "./missing-folder"])
+def test_unknown_models_are_config_errors(name):
+    with pytest.raises(ConfigError):
+        resolve_model_source(name)
+
+
+def test_hub_ids_are_accepted_without_loading():
+    assert resolve_model_source("HuggingFaceTB/SmolLM2-135M-Instruct").kind == "hub"
