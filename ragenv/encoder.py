@@ -39,12 +39,15 @@ class EncoderConfig:
     batch_size: int = 64
     max_seq_length: int = 256
     device: str = "cpu"
+    # bfloat16 halves encoding time on CPUs with bf16 support (measured: 256 nq passages in 12.0 s
+    # vs 23.9 s in float32, cosine to the float32 embeddings >= 0.9999); "auto" picks it where supported.
+    dtype: str = "auto"
 
 
 class _HFEncoder:
     """A plain transformers encoder: DPR pooled output, or mean pooling for anything else."""
 
-    def __init__(self, path: str, device: str, max_length: int):
+    def __init__(self, path: str, device: str, max_length: int, dtype):
         import transformers
 
         config = transformers.AutoConfig.from_pretrained(path)
@@ -52,7 +55,7 @@ class _HFEncoder:
         self.is_dpr = arch.startswith("DPR")
         model_class = getattr(transformers, arch) if self.is_dpr else transformers.AutoModel
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        self.model = model_class.from_pretrained(path).to(device).eval()
+        self.model = model_class.from_pretrained(path, dtype=dtype).to(device).eval()
         self.device, self.max_length = device, max_length
         self.dim = int(getattr(config, "projection_dim", 0) or config.hidden_size)
 
@@ -98,13 +101,21 @@ class Encoder:
                 if self.is_sentence_transformer:
                     from sentence_transformers import SentenceTransformer
 
-                    self._model = SentenceTransformer(self._path, device=self.config.device)
+                    self._model = SentenceTransformer(self._path, device=self.config.device,
+                                                      model_kwargs={"dtype": self.torch_dtype})
                     self._model.max_seq_length = self.config.max_seq_length
                 else:
-                    self._model = _HFEncoder(self._path, self.config.device, self.config.max_seq_length)
+                    self._model = _HFEncoder(self._path, self.config.device, self.config.max_seq_length,
+                                             self.torch_dtype)
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot load encoder {self.config.name!r}: {str(exc).splitlines()[0]}") from None
         return self._model
+
+    @property
+    def torch_dtype(self):
+        from ragenv.llm import resolve_dtype
+
+        return resolve_dtype(self.config.dtype, self.config.device)
 
     @property
     def dim(self) -> int:
@@ -118,7 +129,8 @@ class Encoder:
     def fingerprint(self) -> str:
         """Identifies the encoder weights (file names and sizes, small configs) and settings."""
         path = Path(self._path)
-        digest = hashlib.sha256(f"{self.config.name}|{self.config.max_seq_length}".encode())
+        dtype = str(self.torch_dtype).replace("torch.", "")
+        digest = hashlib.sha256(f"{self.config.name}|{self.config.max_seq_length}|{dtype}".encode())
         if path.is_dir():
             for file in sorted(path.rglob("*")):
                 if file.is_file():

