@@ -1,1 +1,4 @@
-"""Reference agents trained on the environments (R3 retriever, PPO policy)."""
+"""Reference agents trained on the environments (R3 retriever, PPO policy).
+
+Imported lazily: ``from ragenv.agents.ppo import PPOAgent, PPOConfig``.
+"""

@@ -1,4 +1,6 @@
-"""Baseline agents (BM25, dense, closed-book, oracle, random). Build them with :func:`ragenv.registry.make_agent`."""
+"""Baseline agents (BM25, dense, closed-book, oracle, random; SmartRAG policies). Build them with :func:`ragenv.registry.make_agent`."""
 from ragenv.baselines.retrieval import ClosedBookAgent, OracleAgent, RandomAgent, RetrieverAgent
+from ragenv.baselines.smartrag import AlwaysRetrieveAgent, NeverRetrieveAgent, OracleSequenceAgent, RandomPolicyAgent
 
-__all__ = ["ClosedBookAgent", "OracleAgent", "RandomAgent", "RetrieverAgent"]
+__all__ = ["AlwaysRetrieveAgent", "ClosedBookAgent", "NeverRetrieveAgent", "OracleAgent", "OracleSequenceAgent",
+           "RandomAgent", "RandomPolicyAgent", "RetrieverAgent"]

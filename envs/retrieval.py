@@ -166,6 +166,12 @@ class RAGRetrievalEnv(gym.Env):
 
     # ------------------------------------------------------------------ helpers
     @property
+    def env_options(self) -> dict:
+        """The settings that change rewards or observations (recorded with every result)."""
+        return {"k": self.k, "reward": self.reward_name, "cost_per_passage": self.cost_per_passage,
+                "first_stage": self.first_stage_name, "num_candidates": self.num_candidates}
+
+    @property
     def current_question(self) -> Question:
         if self._current is None:
             raise RagenvError("call reset() before using the environment")

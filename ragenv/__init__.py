@@ -11,3 +11,7 @@ __version__ = "0.1.0"
 
 if "RAGRetrieval-v0" not in registry:
     register(id="RAGRetrieval-v0", entry_point="ragenv.envs.retrieval:RAGRetrievalEnv")
+if "SmartRAG-v0" not in registry:
+    register(id="SmartRAG-v0", entry_point="ragenv.envs.smartrag:SmartRAGEnv")
+if "SmartRAGText-v0" not in registry:
+    register(id="SmartRAGText-v0", entry_point="ragenv.envs.smartrag:SmartRAGTextEnv")

@@ -1,8 +1,15 @@
 """Evaluation runs: an agent over every question of a split, metrics and per-question records.
 
-The LLM work is batched across questions through the environment's own
-``outcomes`` (the code ``step`` uses), so a run's numbers are exactly what
-``env.step`` would give, one question at a time, only faster.
+One-step environments (RAGRetrieval-v0): the LLM work is batched across questions
+through the environment's own ``outcomes`` (the code ``step`` uses), so a run's
+numbers are exactly what ``env.step`` would give, one question at a time, only faster.
+
+Multi-step environments (``env.multi_step``, SmartRAG-v0): every episode runs
+through ``env.reset``/``env.step``; the environment's ``precompute`` first fills the
+cache for all questions in batches, so the steps only read it. The environment
+provides each episode's record (``info["episode_record"]`` at termination).
+
+:func:`summarize` reports the metrics the records carry.
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from ragenv.errors import ConfigError
+from ragenv.errors import ConfigError, RagenvError
 from ragenv.metrics import ir_metrics
 
 
@@ -33,15 +40,40 @@ class EvalConfig:
     env_options: dict = field(default_factory=dict)
 
 
-def make_env(config: EvalConfig, features: bool = False) -> gym.Env:
+def make_env(config: EvalConfig, features: bool | None = None) -> gym.Env:
+    """The environment of an evaluation run (``features``: None = what the agent needs)."""
     import ragenv  # noqa: F401  (registers the environments)
+    from ragenv.registry import ENVIRONMENTS, agent_needs_features, env_family
 
-    if config.env not in gym.registry or not config.env.startswith("RAG"):
-        raise ConfigError(f"unknown environment {config.env!r}: use RAGRetrieval-v0")
-    return gym.make(
-        config.env, dataset=config.dataset, split=config.split, llm=config.llm, limit=config.limit,
-        generate_answers=config.generate_answers, data_dir=config.data_dir, features=features, diagnostics=True, **config.env_options,
-    )
+    if config.env not in gym.registry or config.env not in ENVIRONMENTS:
+        raise ConfigError(f"unknown environment {config.env!r}: use one of {', '.join(ENVIRONMENTS)}")
+    common = dict(dataset=config.dataset, split=config.split, llm=config.llm, limit=config.limit, data_dir=config.data_dir)
+    if env_family(config.env) == "retrieval":
+        return gym.make(config.env, **common, generate_answers=config.generate_answers, features=bool(features),
+                        diagnostics=True, **config.env_options)
+    if features is None:
+        features = agent_needs_features(config.agent)
+    return gym.make(config.env, **common, features=features, **config.env_options)
+
+
+def env_options_for(env_id: str, *, k: int | None = None, reward: str | None = None, cost_per_passage: float | None = None,
+                    alpha: float | None = None, max_retrievals: int | None = None) -> dict:
+    """Environment keyword arguments from CLI-style options (None = the environment's default).
+
+    ``k`` is the passages per question (RAGRetrieval-v0) or per retrieval (SmartRAG-v0's ``top_n``).
+    """
+    from ragenv.registry import env_family
+
+    family = env_family(env_id)
+    if family == "retrieval":
+        if alpha is not None or max_retrievals is not None:
+            raise ConfigError(f"--alpha and --max-retrievals apply to SmartRAG-v0, not {env_id}; use --cost-per-passage")
+        given = {"k": k, "reward": reward, "cost_per_passage": cost_per_passage}
+    else:
+        if cost_per_passage is not None:
+            raise ConfigError(f"--cost-per-passage applies to RAGRetrieval-v0; {env_id} charges --alpha per retrieval")
+        given = {"top_n": k, "reward": reward, "alpha": alpha, "max_retrievals": max_retrievals}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _mean(values) -> float:
@@ -54,6 +86,8 @@ def run_episodes(env: gym.Env, agent, *, batch_size: int = 16, progress: bool = 
     from rich.progress import Progress
 
     base = env.unwrapped
+    if getattr(base, "multi_step", False):
+        return run_multi_step_episodes(env, agent, progress=progress)
     questions = base.questions
     records: list[dict] = []
     with Progress(disable=not progress, transient=True) as bar:
@@ -75,26 +109,65 @@ def run_episodes(env: gym.Env, agent, *, batch_size: int = 16, progress: bool = 
     return records
 
 
-def summarize(records: list[dict], k: int) -> dict:
-    """Mean metrics of per-question records; IR metrics by ir-measures."""
-    runs = {r["question_id"]: r["passage_ids"] for r in records}
-    qrels = {r["question_id"]: r["gold_passage_ids"] for r in records}
-    ir = ir_metrics(runs, qrels, k)
-    metrics = {
-        "reward": _mean(r["reward"] for r in records),
-        "answer_logprob": _mean(r["answer_logprob"] for r in records),
-        "closed_book_logprob": _mean(r["closed_book_logprob"] for r in records),
-        "logprob_gain": _mean(r["logprob_gain"] for r in records),
-        "em": _mean(r.get("em") for r in records),
-        "f1": _mean(r.get("f1") for r in records),
-        "accuracy": _mean(r.get("accuracy") for r in records),
-        f"hit@{k}": ir.get(f"hit@{k}", float("nan")),
-        f"recall@{k}": ir.get(f"recall@{k}", float("nan")),
-        f"ndcg@{k}": ir.get(f"ndcg@{k}", float("nan")),
-        "retrievals_per_question": _mean(float(r["num_passages"] > 0) for r in records),
-        "passages_per_question": _mean(r["num_passages"] for r in records),
-        "cache_hit_rate": _mean(float(r["cache_hit"]) for r in records),
-    }
+def run_multi_step_episodes(env: gym.Env, agent, *, progress: bool = True, precompute: bool = True) -> list[dict]:
+    """One reset/step episode per question; the record is the environment's ``episode_record``.
+
+    ``precompute``: first fill the cache for every question in batches (``env.precompute``),
+    so the episodes' LLM calls are cache reads.
+    """
+    from rich.progress import Progress
+
+    base = env.unwrapped
+    name = getattr(agent, "name", "agent")
+    if precompute:
+        base.precompute(base.questions, progress=progress)
+    records: list[dict] = []
+    limit = getattr(base, "max_retrievals", 0) + 1  # the longest legal episode
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{name}: episodes", total=len(base.questions))
+        for question in base.questions:
+            observation, info = env.reset(options={"question_id": question.id})
+            ret, terminated, truncated, steps = 0.0, False, False, 0
+            while not (terminated or truncated):
+                if steps >= limit:
+                    raise RagenvError(f"episode of {question.id} did not end after {steps} steps (quota {limit - 1})")
+                observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
+                ret, steps = ret + float(reward), steps + 1
+            records.append({**info["episode_record"], "reward": ret, "steps": steps})
+            bar.advance(task)
+    return records
+
+
+def summarize(records: list[dict], k: int | None = None) -> dict:
+    """Mean metrics of per-question records, for the fields the records carry; IR metrics by ir-measures.
+
+    Always: ``reward``, ``em``, ``f1``, ``accuracy`` (NaN where answers were not generated).
+    One-step retrieval records (``num_passages``): the log-probabilities, ``hit@k``,
+    ``recall@k``, ``ndcg@k``, ``retrievals_per_question`` (share using any passage) and
+    ``passages_per_question``. Multi-step records (``num_retrievals``):
+    ``retrievals_per_question`` (mean retrievals) and ``answered_without_retrieval``
+    (share of questions). ``cache_hit_rate`` when records carry ``cache_hit``.
+    """
+    present = set().union(*(r.keys() for r in records)) if records else set()
+    metrics = {"reward": _mean(r["reward"] for r in records)}
+    for name in ("answer_logprob", "closed_book_logprob", "logprob_gain"):
+        if name in present:
+            metrics[name] = _mean(r.get(name) for r in records)
+    for name in ("em", "f1", "accuracy"):
+        metrics[name] = _mean(r.get(name) for r in records)
+    if "num_passages" in present and k is not None:
+        runs = {r["question_id"]: r["passage_ids"] for r in records}
+        qrels = {r["question_id"]: r["gold_passage_ids"] for r in records}
+        ir = ir_metrics(runs, qrels, k)
+        for name in (f"hit@{k}", f"recall@{k}", f"ndcg@{k}"):
+            metrics[name] = ir.get(name, float("nan"))
+        metrics["retrievals_per_question"] = _mean(float(r["num_passages"] > 0) for r in records)
+        metrics["passages_per_question"] = _mean(r["num_passages"] for r in records)
+    if "num_retrievals" in present:
+        metrics["retrievals_per_question"] = _mean(r["num_retrievals"] for r in records)
+        metrics["answered_without_retrieval"] = _mean(float(r["num_retrievals"] == 0) for r in records)
+    if "cache_hit" in present:
+        metrics["cache_hit_rate"] = _mean(float(r["cache_hit"]) for r in records)
     return metrics
 
 
@@ -110,7 +183,7 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
     stats_before = asdict(base.scorer.stats)
     records = run_episodes(env, agent, progress=progress)
     llm_work = {key: value - stats_before[key] for key, value in asdict(base.scorer.stats).items()}
-    metrics = summarize(records, base.k)
+    metrics = summarize(records, getattr(base, "k", None))
     metrics["seconds"] = time.perf_counter() - started
     return {
         "env": config.env,
@@ -123,8 +196,7 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
         "prompt_version": base.scorer.describe()["prompt_version"],
         "n": len(records),
         "config": {k: v for k, v in asdict(config).items() if k not in ("agent",)},
-        "env_options": {"k": base.k, "reward": base.reward_name, "cost_per_passage": base.cost_per_passage,
-                        "first_stage": base.first_stage_name, "num_candidates": base.num_candidates},
+        "env_options": base.env_options,
         "metrics": metrics,
         "llm_work": llm_work,  # forward passes, sequences and model loads this run needed (0 when fully cached)
         "per_question": records,

@@ -1,0 +1,280 @@
+"""The PPO policy agent for SmartRAG-v0: MaskablePPO (sb3-contrib) over the vector observation.
+
+The policy sees the question and context embeddings, the retrieval count, the query
+options used, each option's first-stage top-1 score and the frozen LLM's closed-book
+confidence, and chooses ANSWER or RETRIEVE(option) among the legal actions (the
+environment's ``action_masks``). Observations are normalised by a running mean and
+variance (SB3's ``VecNormalize``) fitted during training and frozen afterwards.
+
+    agent = PPOAgent.train(env, PPOConfig(total_timesteps=20_000), output_dir="runs/ppo")
+    agent = PPOAgent.load("runs/ppo", env=env)
+    action = agent.act(observation, info)
+
+A saved agent is a folder: ``model.zip`` (the SB3 model), ``vecnormalize.pkl`` (the
+observation statistics), ``agent.json`` (config, environment options, data, LLM,
+training summary) and the TensorBoard logs (``ppo_1/``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ragenv.errors import ConfigError
+
+AGENT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """MaskablePPO settings. The defaults produce the README's SmartRAG-v0 figures."""
+
+    total_timesteps: int = 20_000
+    learning_rate: float = 3e-4
+    n_steps: int = 512  # environment steps per rollout (one environment)
+    batch_size: int = 64
+    n_epochs: int = 10
+    gamma: float = 1.0  # episodes are at most max_retrievals + 1 steps; the reward comes at the end
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    net_arch: tuple[int, ...] = (64, 64)
+    normalize_observations: bool = True
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.total_timesteps < 1 or self.n_steps < 2 or self.batch_size < 2:
+            raise ConfigError("PPO needs total_timesteps >= 1, n_steps >= 2 and batch_size >= 2")
+
+
+def _observation_shapes(space) -> dict[str, list[int]]:
+    from gymnasium import spaces
+
+    if not isinstance(space, spaces.Dict):
+        raise ConfigError("the PPO agent needs SmartRAG-v0's Dict observation (not the text variant)")
+    return {key: list(sub.shape) for key, sub in space.spaces.items()}
+
+
+class PPOAgent:
+    """A trained MaskablePPO policy with ``act(observation, info)``, ``predict``, ``save`` and ``load``."""
+
+    name = "ppo"
+
+    def __init__(self, model, normalizer=None, metadata: dict | None = None, env=None):
+        self.model = model
+        self.normalizer = normalizer
+        self.metadata = metadata or {}
+        self.env = env
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def train(cls, env, config: PPOConfig = PPOConfig(), output_dir: str | Path | None = None,
+              progress: bool = True) -> "PPOAgent":
+        """Train on ``env`` (SmartRAG-v0 with ``features=True``) and, with ``output_dir``, save there.
+
+        TensorBoard logs go to ``output_dir``. Fill the cache first (``env.unwrapped.precompute()``),
+        or the frozen LLM runs inside the rollouts.
+        """
+        from sb3_contrib import MaskablePPO
+        from stable_baselines3.common.monitor import Monitor
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+        base = env.unwrapped
+        shapes = _observation_shapes(base.observation_space)
+        if "question_embedding" not in shapes:
+            raise ConfigError("the PPO agent reads the encoder features: make SmartRAG-v0 with features=True")
+        output = Path(output_dir) if output_dir is not None else None
+        if output is not None:
+            output.mkdir(parents=True, exist_ok=True)
+        monitor = Monitor(env)
+        venv = DummyVecEnv([lambda: monitor])
+        if config.normalize_observations:
+            venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0, gamma=config.gamma)
+        model = MaskablePPO(
+            "MultiInputPolicy", venv,
+            learning_rate=config.learning_rate, n_steps=config.n_steps, batch_size=config.batch_size,
+            n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda, clip_range=config.clip_range,
+            ent_coef=config.ent_coef, vf_coef=config.vf_coef, policy_kwargs={"net_arch": list(config.net_arch)},
+            tensorboard_log=str(output) if output is not None else None, seed=config.seed, device=config.device, verbose=0,
+        )
+        started = time.perf_counter()
+        model.learn(total_timesteps=config.total_timesteps, progress_bar=progress, tb_log_name="ppo")
+        seconds = time.perf_counter() - started
+        normalizer = venv if config.normalize_observations else None
+        if normalizer is not None:
+            normalizer.training = False
+        returns = monitor.get_episode_rewards()
+        tail = returns[-max(1, len(returns) // 5):] if returns else []
+        metadata = {
+            "format": AGENT_FORMAT,
+            "env_id": getattr(getattr(base, "spec", None), "id", None) or "SmartRAG-v0",
+            "env_options": base.env_options,
+            "dataset": base.dataset.name,
+            "split": base.split_name,
+            "questions": len(base.questions),
+            "llm": base.scorer.config.name,
+            "llm_fingerprint": base.scorer.fingerprint,
+            "observation_shapes": shapes,
+            "config": asdict(config),
+            "training": {"timesteps": int(model.num_timesteps), "episodes": len(returns), "seconds": seconds,
+                         "steps_per_second": model.num_timesteps / seconds if seconds > 0 else math.nan,
+                         "mean_return_last_fifth": float(np.mean(tail)) if tail else math.nan},
+        }
+        agent = cls(model, normalizer, metadata, env=base)
+        if output is not None:
+            agent.save(output)
+        return agent
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save(folder / "model.zip")
+        if self.normalizer is not None:
+            with open(folder / "vecnormalize.pkl", "wb") as handle:
+                pickle.dump(self.normalizer, handle)  # VecNormalize pickles its statistics, not its environment
+        tmp = folder / "agent.json.tmp"
+        tmp.write_text(json.dumps(self.metadata, indent=1, allow_nan=True))
+        tmp.replace(folder / "agent.json")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, env=None) -> "PPOAgent":
+        """A saved agent; with ``env``, checked against its observation space."""
+        from sb3_contrib import MaskablePPO
+
+        folder = Path(folder).expanduser()
+        if not (folder / "model.zip").is_file() or not (folder / "agent.json").is_file():
+            raise ConfigError(f"no trained PPO agent in {str(folder)!r} (model.zip or agent.json is missing); "
+                              "train one with `ragenv train ppo --output DIR`")
+        try:
+            metadata = json.loads((folder / "agent.json").read_text())
+            known = {f.name for f in fields(PPOConfig)}
+            config = PPOConfig(**{k: tuple(v) if k == "net_arch" else v
+                                  for k, v in metadata.get("config", {}).items() if k in known})
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{folder / 'agent.json'} is unreadable ({exc}); retrain the agent") from None
+        if metadata.get("format") != AGENT_FORMAT:
+            raise ConfigError(f"{folder} holds a PPO agent of format {metadata.get('format')!r}, expected "
+                              f"{AGENT_FORMAT}; retrain it with this ragenv version")
+        if env is not None:
+            base = env.unwrapped
+            shapes = _observation_shapes(base.observation_space)
+            if shapes != metadata.get("observation_shapes"):
+                hint = (" (make the environment with features=True)" if "question_embedding" not in shapes else "")
+                raise ConfigError(f"the PPO agent in {folder} was trained on observations {metadata.get('observation_shapes')} "
+                                  f"but the environment gives {shapes}{hint}")
+        try:
+            model = MaskablePPO.load(folder / "model.zip", device=config.device)
+            normalizer = None
+            if (folder / "vecnormalize.pkl").is_file():
+                with open(folder / "vecnormalize.pkl", "rb") as handle:
+                    normalizer = pickle.load(handle)
+                normalizer.training = False
+        except Exception as exc:  # noqa: BLE001 - a damaged zip or pickle can fail in many ways
+            raise ConfigError(f"cannot load the PPO agent in {folder}: {type(exc).__name__}: {exc}; retrain it") from None
+        return cls(model, normalizer, metadata, env=env.unwrapped if env is not None else None)
+
+    # ------------------------------------------------------------------ acting
+    def predict(self, observation: dict, action_masks: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[int, None]:
+        """SB3-style: ``(action, None)`` for one observation and its legal-action mask."""
+        if self.normalizer is not None:
+            observation = self.normalizer.normalize_obs(observation)
+        action, _ = self.model.predict(observation, deterministic=deterministic, action_masks=action_masks)
+        return int(np.asarray(action).reshape(-1)[0]), None
+
+    def act(self, observation: dict, info: dict | None = None) -> int:
+        """The greedy legal action (the mask comes from ``info["action_mask"]`` or the environment)."""
+        if info is not None and "action_mask" in info:
+            mask = np.asarray(info["action_mask"], dtype=bool)
+        elif self.env is not None:
+            mask = self.env.action_masks()
+        else:
+            mask = None
+        return self.predict(observation, mask)[0]
+
+
+# --------------------------------------------------------------------------- alpha sweep
+
+
+def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split: str, llm: str,
+                config: PPOConfig = PPOConfig(), limit: int | None = None, eval_limit: int | None = None,
+                workdir: str | Path, output: str | Path, data_dir: str | None = None, progress: bool = True,
+                log=print) -> dict:
+    """Train one agent per alpha, evaluate each on ``eval_split`` at its alpha, plot reward and retrieval rate.
+
+    Writes ``<workdir>/alpha-<a>/`` (agent and ``eval.json``), the PNG ``output`` and
+    ``output`` with suffix ``.json`` (the plotted numbers). The LLM outcomes do not depend
+    on alpha, so one precompute per split serves every alpha.
+    """
+    import gymnasium as gym
+
+    import ragenv  # noqa: F401
+    from ragenv.evaluate import EvalConfig, evaluate, write_json
+
+    workdir = Path(workdir)
+    common = dict(dataset=dataset, llm=llm, data_dir=data_dir, features=True)
+    train_env = gym.make("SmartRAG-v0", split=split, limit=limit, **common)
+    eval_env = gym.make("SmartRAG-v0", split=eval_split, limit=eval_limit, **common)
+    log(f"precomputing {dataset}/{split} and {dataset}/{eval_split} (frozen LLM, once for every alpha)")
+    train_env.unwrapped.precompute(progress=progress)
+    eval_env.unwrapped.precompute(progress=progress)
+    rows = []
+    for alpha in alphas:
+        folder = workdir / f"alpha-{alpha:g}"
+        train_env.unwrapped.alpha = eval_env.unwrapped.alpha = float(alpha)  # rewards are computed on the fly
+        log(f"alpha={alpha:g}: training {config.total_timesteps} steps -> {folder}")
+        agent = PPOAgent.train(train_env, config, folder, progress=progress)
+        result = evaluate(EvalConfig(env="SmartRAG-v0", agent=f"ppo:{folder}", dataset=dataset, split=eval_split,
+                                     limit=eval_limit, llm=llm, data_dir=data_dir, env_options={"alpha": float(alpha)}),
+                          env=eval_env, agent=agent, progress=progress)
+        write_json(result, folder / "eval.json")
+        m = result["metrics"]
+        rows.append({"alpha": float(alpha), "reward": m["reward"], "em": m["em"], "f1": m["f1"],
+                     "accuracy": m["accuracy"], "retrievals_per_question": m["retrievals_per_question"],
+                     "answered_without_retrieval": m["answered_without_retrieval"]})
+        log(f"alpha={alpha:g}: reward {m['reward']:.3f}, retrievals/question {m['retrievals_per_question']:.3f}")
+    summary = {"env": "SmartRAG-v0", "dataset": dataset, "train_split": split, "eval_split": eval_split, "llm": llm,
+               "limit": limit, "eval_limit": eval_limit, "config": asdict(config), "results": rows}
+    plot_alpha_sweep(summary, output)
+    write_json(summary, Path(output).with_suffix(".json"))
+    return summary
+
+
+def plot_alpha_sweep(summary: dict, output: str | Path) -> Path:
+    """Two panels: reward (and EM + F1) against alpha; retrievals per question against alpha."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["results"]
+    alphas = [r["alpha"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(alphas, [r["reward"] for r in rows], "o-", label="reward (EM + F1 - alpha x retrievals)")
+    left.plot(alphas, [r["em"] + r["f1"] for r in rows], "s--", label="EM + F1")
+    left.set_xlabel("alpha (cost per retrieval)")
+    left.set_ylabel("mean per question")
+    left.legend(fontsize=8)
+    right.plot(alphas, [r["retrievals_per_question"] for r in rows], "o-", color="tab:red")
+    right.set_xlabel("alpha (cost per retrieval)")
+    right.set_ylabel("retrievals per question")
+    right.set_ylim(bottom=0)
+    fig.suptitle(f"PPO on SmartRAG-v0: {summary['dataset']} {summary['eval_split']}"
+                 f"{'' if summary.get('eval_limit') is None else ' (first ' + str(summary['eval_limit']) + ')'}, "
+                 f"{summary['llm']}, {summary['config']['total_timesteps']} steps", fontsize=10)
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    return output
