@@ -72,7 +72,7 @@ class _HFEncoder:
                     vectors = result.pooler_output
                 else:
                     mask = batch["attention_mask"].unsqueeze(-1).float()
-                    vectors = (result.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                    vectors = (result.last_hidden_state.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 out.append(vectors.float().cpu().numpy())
         return np.concatenate(out)
@@ -147,6 +147,8 @@ class Encoder:
             vectors = model.encode(list(texts), self.config.batch_size)
         else:
             vectors = model.encode(list(texts), batch_size=self.config.batch_size, show_progress_bar=progress,
-                                   convert_to_numpy=True, normalize_embeddings=True)
+                                   convert_to_numpy=True, normalize_embeddings=False)
+            vectors = np.asarray(vectors, dtype=np.float32)  # normalise in float32, whatever the model's dtype
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 

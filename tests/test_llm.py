@@ -57,7 +57,7 @@ def test_shared_prefix_scoring_and_greedy_decoding_match_plain_transformers(nq, 
 def test_gemma_matches_plain_transformers_beyond_its_sliding_window(nq, tmp_path):
     llm = FrozenLLM(LLMConfig("gemma-3-270m", dtype="float32"), RewardCache(tmp_path / "c.sqlite"))
     requests = requests_for(nq, 2, long_context=True)
-    assert max(len(llm._prompt_ids(r.question.question, r.passages)) for r in requests) > 600
+    assert max(len(llm._prompt_ids(r.question.question, r.passages)) for r in requests) > 520  # window: 512
     check_against_reference(llm, requests)
 
 

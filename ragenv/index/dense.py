@@ -16,6 +16,9 @@ from ragenv.encoder import Encoder, EncoderConfig
 from ragenv.index.base import Index, build_once, index_path
 
 
+FORMAT = 2  # bump when the stored embeddings change meaning (2: unit length in float32)
+
+
 class DenseIndex(Index):
     """Exact top-k by inner product. ``query_encoder`` gives DPR-style pairs (question / context encoders)."""
 
@@ -31,7 +34,7 @@ class DenseIndex(Index):
             self.query_encoder = self.encoder
         else:
             self.query_encoder = query_encoder if isinstance(query_encoder, Encoder) else Encoder(query_encoder)
-        config = {"encoder": self.encoder.config.name, "weights": self.encoder.fingerprint}
+        config = {"encoder": self.encoder.config.name, "weights": self.encoder.fingerprint, "format": FORMAT}
         self.path = build_once(index_path("dense", config, corpus), corpus, self._build)
         self.embeddings = np.load(self.path / "embeddings.npy", mmap_mode="r")
 
