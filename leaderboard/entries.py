@@ -125,7 +125,7 @@ def regenerate(agents=BASELINES, *, dataset: str = DEFAULT_SETTING["dataset"], s
         written.append(write_entry(scored, out_dir / "entries"))
         metrics = scored["metrics"]
         log(f"{agent}: accuracy {_fmt(metrics['accuracy'])}, reward {_fmt(metrics['reward'])} "
-            f"(replayed = evaluated) -> {written[-1]}")
+            f"(replayed = evaluated) -> entries/{written[-1].name}")
     site = build_site(out_dir / "entries", site_dir if site_dir is not None else out_dir / "site")
     log(f"site: {site}")
     return written

@@ -167,8 +167,8 @@ def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None
 
     if sub.env_id not in REPLAYABLE_ENVS or sub.env_id not in gym.registry:
         raise SubmissionError(f"{source}: field env_id: expected one of {', '.join(REPLAYABLE_ENVS)}, found "
-                              f"{_show(sub.env_id)}: the environment is not available in this ragenv version, so its "
-                              "submissions cannot be replayed yet")
+                              f"{_show(sub.env_id)}: the format reserves its action traces, but they cannot be "
+                              "replayed yet in this ragenv version")
     _check_names(sub, source, allow_local)
     started = time.perf_counter()
     if env is None:
@@ -203,7 +203,7 @@ def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None
              "generated_answer": r.get("generated_answer")}
             for r in records
         ],
-        "replay": {"seconds": time.perf_counter() - started, "cache_hit_rate": metrics["cache_hit_rate"],
+        "replay": {"seconds": time.perf_counter() - started, "cache_hit_rate": metrics.get("cache_hit_rate"),
                    "llm_work": llm_work},
     }
 

@@ -12,9 +12,9 @@ The format is a discriminated union on ``env_id``:
 - ``RAGRetrieval-v0``: ``actions[i] = {question_id, passage_ids}``, the canonical
   passage id strings in the order shown to the LLM (not corpus row numbers, so a
   submission survives a corpus reordering); ``[]`` is closed-book.
-- ``SmartRAG-v0`` (draft, not replayable yet: the environment does not exist in this
-  version): ``actions[i] = {question_id, queries, answer}``, each retrieve query in
-  order and the final answer text.
+- ``SmartRAG-v0`` (draft, not replayable yet): ``actions[i] = {question_id, queries,
+  answer}``, each retrieve query in order and the final answer text. Replaying these
+  traces comes with that environment's replay support; until then they are rejected.
 
 Submissions are data only. They are parsed by :func:`parse_submission` with Python's
 ``json`` module under strict rules (UTF-8, at most :data:`MAX_SUBMISSION_BYTES` checked
@@ -45,7 +45,7 @@ MAX_ACTIONS = 100_000
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "submission.schema.json"
 
 REPLAYABLE_ENVS = ("RAGRetrieval-v0",)  # envs whose submissions this version can score
-DRAFT_ENVS = ("SmartRAG-v0",)  # in the format, but the environment is not implemented yet
+DRAFT_ENVS = ("SmartRAG-v0",)  # in the format, but its action traces cannot be replayed yet
 AGENT_TYPES = ("sparse-retriever", "dense-retriever", "learned-retriever", "rag-policy", "no-retrieval",
                "oracle", "random", "other")
 REWARDS = ("logprob", "logprob_gain", "em", "f1", "accuracy")  # as in RAGRetrievalEnv
@@ -114,10 +114,13 @@ class RetrievalAction(_Strict):
 
 
 class SmartRAGEnvOptions(_Strict):
-    """Draft options of SmartRAG-v0 (reward = accuracy - alpha * retrievals, at most max_retrievals)."""
+    """Draft options of SmartRAG-v0 (reward minus alpha per retrieval, at most max_retrievals; top_n passages each)."""
 
-    alpha: float = Field(0.2, ge=0, le=100, allow_inf_nan=False)
+    alpha: float = Field(0.2, ge=-100, le=100, allow_inf_nan=False)
     max_retrievals: int = Field(1, ge=0, le=20)
+    top_n: int = Field(3, ge=1, le=100)
+    reward: Literal["em_f1", "accuracy"] = "em_f1"
+    first_stage: Literal[FIRST_STAGES] = "bm25s"  # type: ignore[valid-type]
 
 
 class SmartRAGAction(_Strict):
@@ -449,6 +452,13 @@ def default_metadata(agent: str, **overrides) -> Metadata:
         raise SubmissionError(_schema_message(exc, "submission metadata").replace("field ", "field metadata.", 1)) from None
 
 
+def check_submittable(env_id: str) -> None:
+    """Fail before a run whose submission could not be written (only replayable environments have one)."""
+    if env_id not in REPLAYABLE_ENVS:
+        raise SubmissionError(f"--submission: expected an environment whose submissions can be replayed "
+                              f"({', '.join(REPLAYABLE_ENVS)}), found {env_id!r}")
+
+
 def submission_from_result(result: dict, metadata: Metadata | None = None) -> RetrievalSubmission:
     """The submission for an ``evaluate`` result document: its actions and identity, not its scores.
 
@@ -457,9 +467,7 @@ def submission_from_result(result: dict, metadata: Metadata | None = None) -> Re
     """
     from ragenv import __version__
 
-    if result["env"] not in REPLAYABLE_ENVS:
-        raise SubmissionError(f"cannot write a submission for environment {result['env']!r}; expected one of "
-                              f"{', '.join(REPLAYABLE_ENVS)}")
+    check_submittable(result["env"])
     options = result["env_options"]
     reported = {key: value for key, value in result["metrics"].items()
                 if isinstance(value, (int, float)) and math.isfinite(value) and key not in ("seconds", "cache_hit_rate")}

@@ -20,6 +20,10 @@ leaderboard_app = typer.Typer(no_args_is_help=True, help="Leaderboard: replay-sc
 app.add_typer(data_app, name="data")
 app.add_typer(cache_app, name="cache")
 app.add_typer(leaderboard_app, name="leaderboard")
+train_app = typer.Typer(no_args_is_help=True, help="Train reference agents.")
+smartrag_app = typer.Typer(no_args_is_help=True, help="SmartRAG-v0 experiments.")
+app.add_typer(train_app, name="train")
+app.add_typer(smartrag_app, name="smartrag")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -33,14 +37,15 @@ def _fmt(value) -> str:
 
 
 def _results_table(title: str, results: list[dict], k: int) -> Table:
-    """Metrics as rows and agents as columns, so that several agents fit a terminal."""
+    """Metrics as rows and agents as columns, so that several agents fit a terminal (rows: metrics present)."""
     table = Table(title=title)
     table.add_column("metric")
     for result in results:
         table.add_column(result["agent"], justify="right")
     for metric in ("reward", "answer_logprob", "logprob_gain", "em", "f1", "accuracy", f"hit@{k}",
-                   "retrievals_per_question", "cache_hit_rate", "seconds"):
-        table.add_row(metric, *[_fmt(r["metrics"].get(metric, float("nan"))) for r in results])
+                   "retrievals_per_question", "answered_without_retrieval", "cache_hit_rate", "seconds"):
+        if any(metric in r["metrics"] for r in results):
+            table.add_row(metric, *[_fmt(r["metrics"].get(metric, float("nan"))) for r in results])
     return table
 
 
@@ -52,9 +57,12 @@ def evaluate(
     split: str = typer.Option("test", help="train, dev, test, or all."),
     limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
     llm: str = typer.Option("gemma-3-270m", help="gemma-3-270m, smollm2-135m, a .gguf file, a model folder or a HF id."),
-    k: int = typer.Option(3, help="Passages per question."),
-    reward: str = typer.Option("logprob_gain", help="logprob, logprob_gain, em, f1 or accuracy."),
-    cost_per_passage: float = typer.Option(0.02, help="Reward cost per passage used."),
+    k: Optional[int] = typer.Option(None, help="Passages per question (RAGRetrieval-v0) or per retrieval (SmartRAG-v0); default 3."),
+    reward: Optional[str] = typer.Option(None, help="RAGRetrieval-v0: logprob, logprob_gain (default), em, f1, accuracy; "
+                                               "SmartRAG-v0: em_f1 (default) or accuracy."),
+    cost_per_passage: Optional[float] = typer.Option(None, help="RAGRetrieval-v0: reward cost per passage used (default 0.02)."),
+    alpha: Optional[float] = typer.Option(None, help="SmartRAG-v0: reward cost per retrieval (default 0.2)."),
+    max_retrievals: Optional[int] = typer.Option(None, help="SmartRAG-v0: retrieval quota per question (default 1)."),
     seed: int = typer.Option(0, help="Seed for stochastic agents."),
     output: Optional[str] = typer.Option(None, help="Write the result JSON here."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
@@ -65,18 +73,22 @@ def evaluate(
     url: Optional[str] = typer.Option(None, help="Submission: paper or code URL (shown as text)."),
 ):
     """Run an agent on every question of a split and report reward, answer and IR metrics."""
-    from ragenv.evaluate import EvalConfig, evaluate as run, write_json
+    from ragenv.evaluate import EvalConfig, env_options_for, evaluate as run, write_json
 
+    options = env_options_for(env, k=k, reward=reward, cost_per_passage=cost_per_passage, alpha=alpha,
+                              max_retrievals=max_retrievals)
     config = EvalConfig(env=env, agent=agent, dataset=dataset, split=split, limit=limit, llm=llm, seed=seed,
-                        data_dir=data_dir, env_options={"k": k, "reward": reward, "cost_per_passage": cost_per_passage})
+                        data_dir=data_dir, env_options=options)
     metadata = None
     if submission:  # checked before the run, so bad metadata costs nothing
-        from ragenv.leaderboard.submission import default_metadata
+        from ragenv.leaderboard.submission import check_submittable, default_metadata
 
+        check_submittable(env)
         metadata = default_metadata(agent, name=name, description=description, url=url,
                                     authors=[a.strip() for a in authors.split(",")] if authors else None)
     result = run(config)
-    console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}", [result], k))
+    console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}", [result],
+                                 result["env_options"].get("k", 3)))
     if output:
         write_json(result, output)
         console.print(f"wrote {output}")
@@ -105,6 +117,155 @@ def demo(
         console.print(f"[bold]{name}[/bold] ...")
         results.append(run(EvalConfig(**{**config.__dict__, "agent": name}), env=environment))
     console.print(_results_table(f"RAGRetrieval-v0 | nq/test first {limit} | {llm}", results, environment.unwrapped.k))
+
+
+@app.command()
+def precompute(
+    env: str = typer.Option("SmartRAG-v0", help="Environment id (SmartRAG-v0)."),
+    dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
+    split: str = typer.Option("train", help="train, dev, test, or all."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
+    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
+    k: Optional[int] = typer.Option(None, help="Passages per retrieval (default 3)."),
+    max_retrievals: Optional[int] = typer.Option(None, help="Retrieval quota per question (default 1): states to cover."),
+    batch_size: int = typer.Option(16, help="Questions per batch (each batch is saved as it finishes)."),
+    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+):
+    """Fill the reward cache with every frozen-LLM result SmartRAG-v0 episodes can reach (batched)."""
+    import time
+
+    import gymnasium as gym
+
+    import ragenv  # noqa: F401
+    from ragenv.evaluate import env_options_for
+    from ragenv.registry import env_family
+
+    if env_family(env) != "smartrag":
+        raise RagenvError(f"precompute fills the cache for SmartRAG-v0; {env} computes its LLM results in its evaluation "
+                          "batches already")
+    options = env_options_for(env, k=k, max_retrievals=max_retrievals)
+    started = time.perf_counter()
+    environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
+                           features=False, **options)
+    base = environment.unwrapped
+    report = base.precompute(batch_size=batch_size, progress=True)
+    work = base.scorer.stats
+    console.print(f"precomputed {report['questions']} questions x {report['states_per_question']} states of {env} "
+                  f"({dataset}/{split}, {llm}): {report['llm_sequences_computed']} LLM sequences computed, "
+                  f"{work.model_loads} model loads, {time.perf_counter() - started:.1f} s; cache {base.scorer.cache.path}")
+
+
+@train_app.command("ppo")
+def train_ppo(
+    output: str = typer.Option(..., help="Folder for the trained agent and its TensorBoard logs."),
+    env: str = typer.Option("SmartRAG-v0", help="Environment id (SmartRAG-v0)."),
+    dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
+    split: str = typer.Option("train", help="Split to train on."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
+    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
+    steps: Optional[int] = typer.Option(None, help="Environment steps to train for (default: PPOConfig.total_timesteps)."),
+    alpha: float = typer.Option(0.2, help="Reward cost per retrieval."),
+    max_retrievals: int = typer.Option(1, help="Retrieval quota per question."),
+    seed: int = typer.Option(0, help="Seed of the policy and of the question draws."),
+    overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
+    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+):
+    """Train the MaskablePPO policy on SmartRAG-v0 (the cache is filled first); evaluate it with --agent ppo:DIR."""
+    from pathlib import Path
+
+    import gymnasium as gym
+
+    import ragenv  # noqa: F401
+    from ragenv.agents.ppo import PPOAgent, PPOConfig
+    from ragenv.registry import env_family
+
+    if env_family(env) != "smartrag":
+        raise RagenvError(f"the PPO agent trains on SmartRAG-v0, not {env}")
+    if (Path(output) / "model.zip").exists() and not overwrite:
+        raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
+    config = PPOConfig(seed=seed) if steps is None else PPOConfig(total_timesteps=steps, seed=seed)
+    environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir, features=True,
+                           alpha=alpha, max_retrievals=max_retrievals)
+    base = environment.unwrapped
+    report = base.precompute(progress=True)
+    console.print(f"cache ready: {report['questions']} questions, {report['llm_sequences_computed']} LLM sequences computed")
+    agent = PPOAgent.train(environment, config, output, progress=True)
+    info = agent.metadata["training"]
+    console.print(f"trained {info['timesteps']} steps ({info['episodes']} episodes) in {info['seconds']:.1f} s, "
+                  f"{info['steps_per_second']:.0f} steps/s; mean return of the last fifth {info['mean_return_last_fifth']:.3f}")
+    console.print(f"saved {output} (TensorBoard: tensorboard --logdir {output}); evaluate with: "
+                  f"ragenv evaluate --env {env} --agent ppo:{output} --dataset {dataset} --split test --llm {llm} --alpha {alpha:g}")
+
+
+@smartrag_app.command("alpha-sweep")
+def smartrag_alpha_sweep(
+    output: str = typer.Option(..., help="The PNG to write (its numbers go next to it as .json)."),
+    dataset: str = typer.Option("nq", help="Question set (or a folder)."),
+    split: str = typer.Option("train", help="Split to train on."),
+    eval_split: str = typer.Option("test", help="Split to evaluate on."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N training questions."),
+    eval_limit: Optional[int] = typer.Option(None, help="Only the first N evaluation questions."),
+    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
+    steps: Optional[int] = typer.Option(None, help="PPO steps per alpha (default: PPOConfig.total_timesteps)."),
+    alphas: str = typer.Option("0,0.1,0.2,0.5", help="Comma-separated retrieval costs."),
+    workdir: Optional[str] = typer.Option(None, help="Folder for the agents and evaluations (default: next to the PNG)."),
+    seed: int = typer.Option(0, help="Seed of each policy."),
+    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+):
+    """Train and evaluate one PPO agent per alpha; plot reward and retrieval rate against alpha (PNG)."""
+    from pathlib import Path
+
+    from ragenv.agents.ppo import PPOConfig, alpha_sweep
+
+    try:
+        values = [float(a) for a in alphas.split(",") if a.strip()]
+    except ValueError:
+        raise RagenvError(f"--alphas must be comma-separated numbers, got {alphas!r}") from None
+    if not values or any(not math.isfinite(a) for a in values):
+        raise RagenvError(f"--alphas must be comma-separated finite numbers, got {alphas!r}")
+    if not output.lower().endswith(".png"):
+        raise RagenvError(f"--output must be a .png file, got {output!r}")
+    config = PPOConfig(seed=seed) if steps is None else PPOConfig(total_timesteps=steps, seed=seed)
+    folder = Path(workdir) if workdir else Path(output).with_suffix("")
+    summary = alpha_sweep(values, dataset=dataset, split=split, eval_split=eval_split, llm=llm, config=config,
+                          limit=limit, eval_limit=eval_limit, workdir=folder, output=output, data_dir=data_dir,
+                          log=console.print)
+    table = Table(title=f"PPO on SmartRAG-v0 | {dataset}/{eval_split} | {llm}")
+    for column in ("alpha", "reward", "EM", "F1", "retrievals/question"):
+        table.add_column(column, justify="right")
+    for row in summary["results"]:
+        table.add_row(f"{row['alpha']:g}", _fmt(row["reward"]), _fmt(row["em"]), _fmt(row["f1"]),
+                      _fmt(row["retrievals_per_question"]))
+    console.print(table)
+    console.print(f"wrote {output} and {Path(output).with_suffix('.json')}")
+
+
+@app.command()
+def compare(
+    files: list[str] = typer.Argument(..., help="Result JSON files written by `ragenv evaluate --output`."),
+    markdown: bool = typer.Option(False, help="Print a Markdown table (as in the README) instead of a rich one."),
+):
+    """Put the metrics of several evaluation results side by side."""
+    import json
+    from pathlib import Path
+
+    results = []
+    for name in files:
+        try:
+            results.append(json.loads(Path(name).read_text()))
+        except (OSError, ValueError) as exc:
+            raise RagenvError(f"cannot read result file {name}: {exc}") from None
+        if "metrics" not in results[-1] or "agent" not in results[-1]:
+            raise RagenvError(f"{name} is not a result of `ragenv evaluate --output` (no 'metrics' or 'agent')")
+    k = results[0].get("env_options", {}).get("k", 3)
+    if not markdown:
+        console.print(_results_table("comparison", results, k))
+        return
+    metrics = ["reward", "answer_logprob", "logprob_gain", "em", "f1", "accuracy", f"hit@{k}", "retrievals_per_question"]
+    print("| agent | " + " | ".join(metrics) + " |")
+    print("|---" * (len(metrics) + 1) + "|")
+    for result in results:
+        print(f"| {result['agent']} | " + " | ".join(_fmt(result["metrics"].get(m, float("nan"))) for m in metrics) + " |")
 
 
 @app.command()
@@ -217,7 +378,7 @@ def leaderboard_regenerate(
 
     regenerate([a.strip() for a in agents.split(",") if a.strip()], dataset=dataset, split=split, limit=limit or None,
                llm=llm, out_dir=out or LEADERBOARD_DIR, site_dir=site, data_dir=data_dir, allow_local=allow_local,
-               log=console.print)
+               log=lambda message: console.print(message, soft_wrap=True, highlight=False))
 
 
 @leaderboard_app.command("build")

@@ -325,4 +325,6 @@ def test_cli_rejects_bad_submissions_in_one_line(good, evaluated, tmp_path):
     assert_one_line_error(run_cli("leaderboard", "evaluate", str(tmp_path / "absent.json")), "does not exist")
     assert_one_line_error(run_cli("evaluate", "--agent", "bm25s", "--submission", str(tmp_path / "s.json"),
                                   "--url", "javascript:alert(1)"), "field metadata.url")
+    assert_one_line_error(run_cli("evaluate", "--env", "SmartRAG-v0", "--submission", str(tmp_path / "s.json")),
+                          "--submission", "RAGRetrieval-v0", "SmartRAG-v0")
     assert not (tmp_path / "s.json").exists()
