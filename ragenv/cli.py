@@ -103,15 +103,30 @@ def evaluate(
 def demo(
     limit: int = typer.Option(20, help="Questions of nq test to use."),
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
-    agents: str = typer.Option(",".join(DEMO_AGENTS), help="Comma-separated agents to compare."),
+    agents: Optional[str] = typer.Option(None, help=f"Comma-separated agents [default: {','.join(DEMO_AGENTS)}]."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
 ):
-    """Compare the baselines on a slice of nq test with the default LLM."""
-    from ragenv.evaluate import EvalConfig, evaluate as run, make_env
+    """Compare the baselines on a slice of nq test with the default LLM.
 
-    names = [a.strip() for a in agents.split(",") if a.strip()]
+    The dense baseline needs a one-time embedding of all 16k passages (several minutes on
+    a laptop CPU); by default the demo includes it only once that index exists. Name it
+    in --agents to build it.
+    """
+    from ragenv.encoder import Encoder
+    from ragenv.evaluate import EvalConfig, evaluate as run, make_env
+    from ragenv.index.dense import DenseIndex
+    from ragenv.registry import check_agent_name
+
+    names = [a.strip() for a in (agents or ",".join(DEMO_AGENTS)).split(",") if a.strip()]
+    for name in names:
+        check_agent_name(name, "RAGRetrieval-v0")
     config = EvalConfig(dataset="nq", split="test", limit=limit, llm=llm, data_dir=data_dir)
     environment = make_env(config)
+    dense_path = DenseIndex.cache_path(environment.unwrapped.corpus, Encoder())
+    if agents is None and not (dense_path / "manifest.json").exists():
+        names.remove("dense")
+        console.print("[dim]dense skipped: its index is not built yet; `ragenv demo --agents "
+                      + ",".join(DEMO_AGENTS) + "` builds it once (several minutes)[/dim]")
     results = []
     for name in names:
         console.print(f"[bold]{name}[/bold] ...")

@@ -34,9 +34,14 @@ class DenseIndex(Index):
             self.query_encoder = self.encoder
         else:
             self.query_encoder = query_encoder if isinstance(query_encoder, Encoder) else Encoder(query_encoder)
-        config = {"encoder": self.encoder.config.name, "weights": self.encoder.fingerprint, "format": FORMAT}
-        self.path = build_once(index_path("dense", config, corpus), corpus, self._build)
+        self.path = build_once(self.cache_path(corpus, self.encoder), corpus, self._build)
         self.embeddings = np.load(self.path / "embeddings.npy", mmap_mode="r")
+
+    @staticmethod
+    def cache_path(corpus: Corpus, encoder: Encoder) -> Path:
+        """Where the index of ``corpus`` under ``encoder`` lives (a manifest.json there means built)."""
+        config = {"encoder": encoder.config.name, "weights": encoder.fingerprint, "format": FORMAT}
+        return index_path("dense", config, corpus)
 
     def _build(self, folder: Path) -> None:
         vectors = self.encoder.encode(self.corpus.contents, progress=True)
