@@ -12,8 +12,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ragenv.data import Dataset, Passage, Question, load_dataset
+from ragenv.data import Dataset, Passage, Question
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
+from ragenv.envs.components import build_components
 from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest
 from ragenv.metrics import answer_in_output, exact_match, f1_score
 from ragenv.reward_cache import RewardCache
@@ -213,32 +214,16 @@ class SmartRAGEnv(gym.Env):
             raise ConfigError(f"alpha must be a finite number, got {alpha!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"unknown render_mode {render_mode!r}: use 'ansi' or None")
-        self.dataset = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
-        self.corpus = self.dataset.corpus
-        self.questions: list[Question] = self.dataset.split(split)
-        if limit is not None:
-            self.questions = self.questions[:limit]
-        if not self.questions:
-            raise ConfigError(f"split {split!r} of {self.dataset.name!r} has no questions")
+        parts = build_components(dataset, split, limit, data_dir, llm, cache, scorer, first_stage, features, encoder)
+        self.dataset, self.corpus, self.questions = parts.dataset, parts.corpus, parts.questions
+        self.scorer, self.first_stage, self.dense = parts.scorer, parts.first_stage, parts.dense
         self.split_name = split
         self._by_id = {q.id: q for q in self.questions}
         self.alpha, self.max_retrievals, self.top_n = float(alpha), int(max_retrievals), int(top_n)
         self.reward_name = reward
         self.render_mode = render_mode
-        if scorer is None:
-            if isinstance(cache, (str, bytes)) or cache is None:
-                cache = RewardCache(cache)
-            scorer = FrozenLLM(llm if isinstance(llm, LLMConfig) else LLMConfig(name=llm), cache)
-        self.scorer = scorer
-
-        from ragenv.index import make_index
-
         self.first_stage_name = first_stage
-        self.first_stage = make_index(first_stage, self.corpus)
         self.features = features
-        self.dense = None
-        if features:
-            self.dense = self.first_stage if first_stage == "dense" else make_index("dense", self.corpus, encoder=encoder)
         self._setup_spaces()
 
         # Per-process memos of the hot paths; the persistent one is the reward cache.

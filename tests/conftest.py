@@ -22,6 +22,16 @@ def pytest_configure(config):
         import tempfile
 
         os.environ["RAGENV_CACHE"] = tempfile.mkdtemp(prefix="ragenv-test-cache-")
+        config._ragenv_temp_cache = os.environ["RAGENV_CACHE"]
+
+
+def pytest_unconfigure(config):
+    """Remove the session's private cache (converted models are large)."""
+    import shutil
+
+    folder = getattr(config, "_ragenv_temp_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
