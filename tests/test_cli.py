@@ -81,7 +81,7 @@ def test_missing_and_corrupt_data_give_one_line_errors(first_run, data_dir, tmp_
     before = cache_entries()
     assert_one_line_error(run_cli("data", "info", env={"RAGENV_DATA": str(tmp_path / "absent")}), "does not exist")
     broken = tmp_path / "data"
-    shutil.copytree(data_dir, broken, ignore=shutil.ignore_patterns("holdout"))
+    shutil.copytree(data_dir, broken)
     os.chmod(broken / "nq_open", 0o755)
     target = broken / "nq_open" / "nq-open-oracle.jsonl.gz"
     os.chmod(target, 0o644)
