@@ -561,8 +561,10 @@ class FrozenLLM:
                     if r.generate else None for r in requests]
         wanted = [k for ks in score_keys for k in ks] + [k for k in gen_keys if k]
         found = self.cache.get_many(wanted) if self.cache is not None else {}
-        todo = [i for i, r in enumerate(requests)
-                if any(k not in found for k in score_keys[i]) or (gen_keys[i] and gen_keys[i] not in found)]
+        missing = [i for i in range(len(requests))
+                   if any(k not in found for k in score_keys[i]) or (gen_keys[i] and gen_keys[i] not in found)]
+        # identical requests in one call (e.g. a closed-book action beside its closed-book baseline) run once
+        todo = list({(tuple(score_keys[i]), gen_keys[i]): i for i in reversed(missing)}.values())[::-1]
         if todo:
             prompts = [self._prompt_ids(requests[i].question.question, requests[i].passages, requests[i].task)
                        for i in todo]
@@ -584,7 +586,7 @@ class FrozenLLM:
                                               ",".join(p.id for p in request.passages), value))
             if self.cache is not None:
                 self.cache.put_many(entries)
-        fresh = set(todo)
+        fresh = set(missing)
         results = []
         for i, request in enumerate(requests):
             score = None

@@ -97,3 +97,11 @@ def test_unknown_models_are_config_errors(name):
 
 def test_hub_ids_are_accepted_without_loading():
     assert resolve_model_source("HuggingFaceTB/SmolLM2-135M-Instruct").kind == "hub"
+
+
+def test_identical_requests_in_one_call_are_computed_once(nq, tmp_path):
+    llm = FrozenLLM(LLMConfig(TEST_LLM), RewardCache(tmp_path / "c.sqlite"))
+    q = nq.split("dev")[0]
+    results = llm.run([PromptRequest(q, ()), PromptRequest(q, ()), PromptRequest(q, (), None, True)])
+    assert llm.stats.scored_sequences == 2 * len(q.answers)  # the first two share one computation
+    assert results[0].score == results[1].score and not results[0].score.cached
