@@ -334,6 +334,7 @@ class FrozenLLM:
             model.to(self.device).eval()
             for param in model.parameters():
                 param.requires_grad_(False)
+            _fold_output_head(model)
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token
             tokenizer.padding_side = "left"
@@ -618,6 +619,26 @@ class FrozenLLM:
         """Greedy replies (first line, stripped) for each (question, passages): answers, or search queries
         with ``task="search_query"``."""
         return [r.generation for r in self.run([PromptRequest(q, tuple(ps), (), True, task) for q, ps in items])]
+
+
+def _fold_output_head(model) -> None:
+    """Run the output projection as one 2-D matrix product.
+
+    With ``logits_to_keep=1`` transformers projects ``hidden[:, -1:, :]``, a strided view; torch's
+    matmul then takes its batched path and materialises the vocabulary-sized weight once per row
+    (Gemma 3: 262,144 x 640 copied for every prompt, 70% of a prefill on CPU). Flattening the input
+    first gives one plain matrix product with identical values.
+    """
+    import torch.nn.functional as F
+
+    head = model.get_output_embeddings()
+    if head is None or type(head).__name__ != "Linear":
+        return
+
+    def forward(hidden):
+        return F.linear(hidden.reshape(-1, hidden.shape[-1]), head.weight, head.bias).unflatten(0, hidden.shape[:-1])
+
+    head.forward = forward
 
 
 def _check_task(task: str) -> None:
