@@ -197,20 +197,28 @@ def _download(spec: DataFile) -> Path:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` per non-blank line; any unreadable line is a DataError naming ``file:line``."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
+        with opener(path, "rb") as handle:
+            for lineno, raw in enumerate(handle, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1} of the line is "
+                                    f"0x{raw[exc.start]:02x}); save the file as UTF-8") from None
                 if not line.strip():
                     continue
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+                except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, absurd nesting
+                    raise DataError(f"{path}:{lineno}: not valid JSON ({str(exc)[:100]})") from None
                 if not isinstance(record, dict):
                     raise DataError(f"{path}:{lineno}: expected a JSON object, found {type(record).__name__}")
                 yield lineno, record
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
@@ -370,8 +378,21 @@ def _load_public(data_dir: str | Path | None) -> tuple[Corpus, dict[str, list[Qu
     return corpus, {"nq": nq_questions, "hotpotqa": hp_questions, "squad": sq_questions}
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def load_user_dataset(folder: Path) -> Dataset:
-    """A folder with ``corpus.jsonl`` and ``questions.jsonl`` in the canonical fields."""
+    """A folder with ``corpus.jsonl`` and ``questions.jsonl`` in the canonical fields.
+
+    Rules (each violation is a :class:`DataError` naming ``file:line``): ids are strings
+    or integers (``1`` and ``"1"`` are the same id) and unique in their file, duplicates
+    are errors, never merged; passage whitespace is normalised; a question needs a
+    non-blank ``question`` and at least one non-blank answer (blank aliases are dropped);
+    ``gold_passage_ids`` name passages of corpus.jsonl; ``split`` and ``source`` are
+    strings when present. Any Unicode is kept as is; length is not limited here (the
+    frozen LLM's prompt cuts questions and passages by words, see ``ragenv.llm``).
+    """
     corpus_path, questions_path = folder / "corpus.jsonl", folder / "questions.jsonl"
     for path in (corpus_path, questions_path):
         if not path.is_file():
@@ -379,7 +400,7 @@ def load_user_dataset(folder: Path) -> Dataset:
     passages, seen = [], set()
     for lineno, row in _read_jsonl(corpus_path):
         pid, title, text = row.get("id"), row.get("title", ""), row.get("text")
-        if not isinstance(pid, (str, int)) or not isinstance(text, str) or not isinstance(title, str):
+        if not _is_id(pid) or not isinstance(text, str) or not isinstance(title, str):
             raise DataError(f"{corpus_path}:{lineno}: a passage needs string fields 'id' and 'text' (and optional 'title')")
         pid = str(pid)
         if pid in seen:
@@ -392,21 +413,27 @@ def load_user_dataset(folder: Path) -> Dataset:
     for lineno, row in _read_jsonl(questions_path):
         qid, text, answers = row.get("id"), row.get("question"), row.get("answers")
         gold = row.get("gold_passage_ids", [])
-        if not isinstance(qid, (str, int)) or not isinstance(text, str) or not text.strip():
+        if not _is_id(qid) or not isinstance(text, str) or not text.strip():
             raise DataError(f"{questions_path}:{lineno}: a question needs 'id' and a non-empty string 'question'")
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
             raise DataError(f"{questions_path}:{lineno}: 'answers' must be a list of strings")
-        if not isinstance(gold, list) or any(str(g) not in seen for g in gold):
+        if not any(a.strip() for a in answers):
+            raise DataError(f"{questions_path}:{lineno}: 'answers' needs at least one non-empty answer "
+                            "(the reward compares the LLM's answer with it)")
+        if not isinstance(gold, list) or any(not _is_id(g) or str(g) not in seen for g in gold):
             raise DataError(f"{questions_path}:{lineno}: 'gold_passage_ids' must list ids present in corpus.jsonl")
         if str(qid) in seen_q:
             raise DataError(f"{questions_path}:{lineno}: duplicate question id {qid!r}")
         seen_q.add(str(qid))
-        split = row.get("split")
+        split, source = row.get("split"), row.get("source")
+        if split is not None and not (isinstance(split, str) and split.strip()):
+            raise DataError(f"{questions_path}:{lineno}: 'split' must be a non-empty string (e.g. train, dev, test)")
+        if source is not None and not isinstance(source, str):
+            raise DataError(f"{questions_path}:{lineno}: 'source' must be a string")
         if split is not None:
-            splits.add(str(split))
+            splits.add(split)
         questions.append(
-            Question(str(qid), text, tuple(a for a in answers if a.strip()), tuple(map(str, gold)),
-                     None if split is None else str(split), row.get("source"))
+            Question(str(qid), text, tuple(a for a in answers if a.strip()), tuple(map(str, gold)), split, source)
         )
     corpus = Corpus(folder.name, passages)
     return Dataset(str(folder), corpus, questions, tuple(sorted(splits)))
