@@ -28,3 +28,8 @@ class CacheError(RagenvError):
 
 class SubmissionError(RagenvError, ValueError):
     """A leaderboard submission is malformed, does not match the environment, or cannot be replayed."""
+
+
+class PromptTooLongError(RagenvError, ValueError):
+    """A prompt (question, passages, answer) does not fit the frozen LLM's context, even after the
+    documented word limits; nothing is truncated silently, so the step is refused instead."""

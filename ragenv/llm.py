@@ -33,7 +33,7 @@ from typing import Sequence
 
 from ragenv import settings
 from ragenv.data import Passage, Question
-from ragenv.errors import ConfigError
+from ragenv.errors import ConfigError, PromptTooLongError
 from ragenv.reward_cache import CacheEntry, RewardCache, cache_key
 
 # The prompt is versioned: change PROMPT_VERSION whenever its wording or truncation changes,
@@ -546,6 +546,37 @@ class FrozenLLM:
             texts[i] = tok.decode(produced[b], skip_special_tokens=True).strip().split("\n")[0].strip()
         self.stats.generated_sequences += len(batch)
 
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens (prompt plus answer) the model reads: its ``max_position_embeddings``."""
+        config = self.model.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        value = getattr(text_config, "max_position_embeddings", None) or getattr(config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def _check_context(self, requests: Sequence[PromptRequest], prompts: Sequence[list[int]],
+                       aliases: Sequence[Sequence[list[int]]], generate: Sequence[bool]) -> None:
+        """Refuse, before any forward pass, a prompt whose tokens and answer exceed the model's context.
+
+        Questions and passages are cut by words (``max_question_words``, ``max_passage_words``);
+        that bounds ordinary text well inside the context (the longest wiki-mini question with its
+        three longest passages is a 1,261-token SmolLM2 prompt), but not text with extremely long
+        "words" or very many passages. Such a prompt is never cut by the tokenizer:
+        :class:`PromptTooLongError` names it and what to change.
+        """
+        limit = self.context_length
+        if not limit:
+            return
+        for request, prompt, alias_ids, gen in zip(requests, prompts, aliases, generate):
+            answer = max([len(a) for a in alias_ids] + [self.config.max_new_tokens if gen else 0])
+            if len(prompt) + answer > limit:
+                raise PromptTooLongError(
+                    f"question {request.question.id!r} with {len(request.passages)} passage(s): the prompt is "
+                    f"{len(prompt):,} tokens and its answer needs up to {answer:,} more, over the {limit:,}-token "
+                    f"context of {self.config.name}; questions are cut to {self.config.max_question_words} words and "
+                    f"passages to {self.config.max_passage_words}, so these texts hold extremely long words or too "
+                    "many passages: use fewer passages (k, top_n) or shorter texts")
+
     # ------------------------------------------------------------------ public API
     def run(self, requests: Sequence[PromptRequest]) -> list[PromptResult]:
         """Answer log-probs and/or greedy answers for many prompts, from the cache where possible.
@@ -572,6 +603,7 @@ class FrozenLLM:
             aliases = [[self._answer_ids(a) if score_keys[i][j] not in found else [] for j, a in enumerate(alias_lists[i])]
                        for i in todo]
             generate = [bool(gen_keys[i]) and gen_keys[i] not in found for i in todo]
+            self._check_context([requests[i] for i in todo], prompts, aliases, generate)
             computed, texts = self._forward_prompts(prompts, aliases, generate)
             entries = []
             for n, i in enumerate(todo):
