@@ -197,14 +197,21 @@ class RAGRetrievalEnv(gym.Env):
 
     def validate_action(self, action: Any) -> list[int]:
         """The chosen corpus rows, in order, or InvalidActionError (no state is touched)."""
-        arr = np.asarray(action)
+        try:
+            arr = np.asarray(action)
+        except (ValueError, TypeError):  # ragged nested lists and other shapes numpy cannot hold
+            raise InvalidActionError(f"action must be {self.k} integer passage rows, got {type(action).__name__} "
+                                     "of uneven nesting") from None
         if arr.shape != (self.k,):
             raise InvalidActionError(f"action must have shape ({self.k},), got {arr.shape}")
+        n = len(self.corpus)
         if not np.issubdtype(arr.dtype, np.integer):
             if not (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
                 raise InvalidActionError(f"action must hold integer passage rows, got dtype {arr.dtype}")
+            if np.any((arr < EMPTY) | (arr >= n)):  # checked before the cast, which would wrap huge values
+                raise InvalidActionError(f"passage rows {[float(x) for x in arr if x < EMPTY or x >= n]} are out of "
+                                         f"range: use 0..{n - 1}, or -1 for an empty slot")
             arr = arr.astype(np.int64)
-        n = len(self.corpus)
         bad = [int(x) for x in arr if x < EMPTY or x >= n]
         if bad:
             raise InvalidActionError(f"passage rows {bad} are out of range: use 0..{n - 1}, or -1 for an empty slot")

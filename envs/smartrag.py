@@ -439,7 +439,10 @@ class SmartRAGEnv(gym.Env):
     # ------------------------------------------------------------------ actions
     def validate_action(self, action: Any) -> int:
         """The action as an int, or InvalidActionError (no state is touched)."""
-        arr = np.asarray(action)
+        try:
+            arr = np.asarray(action)
+        except (ValueError, TypeError):  # ragged nested lists and other shapes numpy cannot hold
+            arr = np.asarray(None)
         if arr.shape not in ((), (1,)) or not (np.issubdtype(arr.dtype, np.integer) or
                                               (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr))
                                                and np.all(arr == np.round(arr)))):
@@ -532,7 +535,8 @@ class SmartRAGEnv(gym.Env):
 
 # --------------------------------------------------------------------------- the text variant
 
-_TEXT_ACTION = re.compile(r"^\[(search|answer)\](.*)$", re.IGNORECASE | re.DOTALL)
+# ASCII: under re.IGNORECASE alone "[ſearch]" (long s) matched, and was then scored as an answer
+_TEXT_ACTION = re.compile(r"^\[(search|answer)\](.*)$", re.IGNORECASE | re.DOTALL | re.ASCII)
 MAX_TEXT_ACTION = 2000
 
 
@@ -540,7 +544,7 @@ def parse_text_action(action: str) -> tuple[str, str]:
     """``("search", query)``, ``("answer", answer)`` or ``("malformed", reason)`` for a text action.
 
     Rules: surrounding whitespace is ignored; the text must start with the tag
-    ``[Search]`` or ``[Answer]`` (any case); the payload is the rest of the first line,
+    ``[Search]`` or ``[Answer]`` (any ASCII case); the payload is the rest of the first line,
     stripped, and must not be empty; at most 2000 characters in all.
     """
     if len(action) > MAX_TEXT_ACTION:
@@ -570,7 +574,7 @@ class SmartRAGTextEnv(SmartRAGEnv):
     ``Text``: ``"[Search] <query>"`` retrieves the top-``n`` passages of ``<query>``
     (appended, de-duplicated; costs ``alpha``); ``"[Answer] <answer>"`` ends the episode
     and scores ``<answer>``. Parsing (:func:`parse_text_action`): surrounding whitespace
-    is ignored, the tag must come first (any case), the payload is the rest of the
+    is ignored, the tag must come first (any ASCII case), the payload is the rest of the
     first line and must not be empty, at most 2000 characters. Any ``str`` is parsed:
     the ``Text`` space's charset (printable ASCII) only shapes ``action_space.sample()``.
 
