@@ -148,6 +148,8 @@ class RAGRetrievalEnv(gym.Env):
         self._observation: dict | None = None
         self._first_stage_memo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._query_embedding_memo: dict[str, np.ndarray] = {}
+        # Per-question observation and candidate texts: a warm reset builds nothing (callers get copies).
+        self._observation_memo: dict[str, tuple[dict, list[str]]] = {}
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -187,13 +189,23 @@ class RAGRetrievalEnv(gym.Env):
             self._query_embedding_memo[question.id] = vec
         return vec
 
+    def _observation_and_texts(self, question: Question) -> tuple[dict, list[str]]:
+        """The question's observation and candidate texts, built once per question (never hand out: copy)."""
+        memo = self._observation_memo.get(question.id)
+        if memo is None:
+            rows, scores = self.candidates(question)
+            obs = {"question": question.question, "candidate_ids": rows.copy(), "candidate_scores": scores.copy()}
+            if self.features:
+                obs["question_embedding"] = self._question_embedding(question).copy()
+                obs["candidate_embeddings"] = np.clip(self.dense.passage_embeddings(rows), -1.0, 1.0)
+            memo = (obs, [self.corpus[r].contents if r >= 0 else "" for r in rows])
+            self._observation_memo[question.id] = memo
+        return memo
+
     def observation_for(self, question: Question) -> dict:
-        rows, scores = self.candidates(question)
-        obs = {"question": question.question, "candidate_ids": rows.copy(), "candidate_scores": scores.copy()}
-        if self.features:
-            obs["question_embedding"] = self._question_embedding(question).copy()
-            obs["candidate_embeddings"] = np.clip(self.dense.passage_embeddings(rows), -1.0, 1.0)
-        return obs
+        """The observation of a question (fresh arrays: callers may keep or change them)."""
+        obs = self._observation_and_texts(question)[0]
+        return {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in obs.items()}
 
     def validate_action(self, action: Any) -> list[int]:
         """The chosen corpus rows, in order, or InvalidActionError (no state is touched)."""
@@ -261,10 +273,9 @@ class RAGRetrievalEnv(gym.Env):
         else:
             question = self.questions[int(self.np_random.integers(len(self.questions)))]
         self._current = question
-        self._observation = self.observation_for(question)
-        rows = self._observation["candidate_ids"]
-        info = {"question_id": question.id, "candidate_texts": [self.corpus[r].contents if r >= 0 else "" for r in rows]}
-        return self._observation, info
+        self._observation, texts = self._observation_and_texts(question)
+        info = {"question_id": question.id, "candidate_texts": list(texts)}
+        return self.observation_for(question), info
 
     def step(self, action):
         if self._current is None:

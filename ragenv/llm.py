@@ -264,11 +264,17 @@ def resolve_device(requested: str) -> str:
 class FrozenLLM:
     """Batched, cached scoring and generation with one frozen causal LM."""
 
-    def __init__(self, config: LLMConfig | str = LLMConfig(), cache: RewardCache | None = None, *, use_cache: bool = True):
+    def __init__(self, config: LLMConfig | str = LLMConfig(), cache: RewardCache | None = None, *, use_cache: bool = True,
+                 memo_size: int = 200_000):
         self.config = LLMConfig(name=config) if isinstance(config, str) else config
         self.source = resolve_model_source(self.config.name)
         self.cache = (cache if cache is not None else RewardCache()) if use_cache else None
         self.stats = LLMStats()
+        # In-process memo in front of the reward cache: request -> its result as the cache serves it
+        # (cached=True). A warm step then skips key hashing, SQLite and JSON. Results are
+        # deterministic, so it can never disagree with the cache; the oldest entries go first.
+        self.memo_size = memo_size if use_cache else 0
+        self._memo: dict[PromptRequest, PromptResult] = {}
         self._model = None
         self._tokenizer = None
         self._lock = threading.Lock()
@@ -582,8 +588,14 @@ class FrozenLLM:
         """Answer log-probs and/or greedy answers for many prompts, from the cache where possible.
 
         Everything missing from the cache is computed in one pass per prompt (see
-        ``_forward_prompts``) and written back as one transaction per call.
+        ``_forward_prompts``) and written back as one transaction per call. Results already
+        served in this process come from an in-process memo, exactly as the cache gave them.
         """
+        memo = self._memo
+        if memo:
+            hits = [memo.get(r) for r in requests]
+            if None not in hits:
+                return hits
         for r in requests:
             _check_task(r.task)
         alias_lists = [list(r.question.answers if r.answers is None else r.answers) for r in requests]
@@ -635,7 +647,26 @@ class FrozenLLM:
                 value = found[gen_keys[i]]
                 generation = Generation(value["text"], value["prompt_tokens"], i not in fresh)
             results.append(PromptResult(score, generation))
+        if self.memo_size:
+            self._remember(requests, results)
         return results
+
+    def _remember(self, requests: Sequence[PromptRequest], results: Sequence[PromptResult]) -> None:
+        """Keep results for :meth:`run`'s memo, marked cached as a later cache read would mark them."""
+        import dataclasses
+
+        memo = self._memo
+        for request, result in zip(requests, results):
+            if request in memo:
+                continue
+            score, generation = result.score, result.generation
+            if (score is not None and not score.cached) or (generation is not None and not generation.cached):
+                result = PromptResult(score if score is None or score.cached else dataclasses.replace(score, cached=True),
+                                      generation if generation is None or generation.cached
+                                      else dataclasses.replace(generation, cached=True))
+            while len(memo) >= self.memo_size:
+                del memo[next(iter(memo))]
+            memo[request] = result
 
     def answer_logprob(self, items: Sequence[tuple[Question, Sequence[Passage]]],
                        answers: Sequence[Sequence[str]] | None = None) -> list[AnswerScore]:
