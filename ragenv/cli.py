@@ -408,6 +408,31 @@ def leaderboard_build(
     console.print(f"wrote {build_site(entries or ENTRIES_DIR, out)}")
 
 
+@app.command()
+def bench(
+    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM to measure (gemma-3-270m, smollm2-135m, a .gguf file, ...)."),
+    output: Optional[str] = typer.Option(None, help="Also write the figures and the machine's description as JSON here."),
+    quick: bool = typer.Option(False, "--quick", help="Small workloads: a smoke run in about a minute, noisier figures."),
+    dataset: str = typer.Option("nq", help="Questions and corpus the workloads come from."),
+    split: str = typer.Option("test", help="Split the questions come from."),
+    device: str = typer.Option("auto", help="auto (a CUDA GPU when present), cpu or cuda."),
+    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+):
+    """Measure this machine: scoring throughput and FLOPs against matmul peak, env steps/s, search queries/s, memory.
+
+    Uses a private, temporary reward cache (never yours); converted models and indexes are reused.
+    Formulas and workloads: `python -c "import ragenv.bench as b; help(b)"`.
+    """
+    from ragenv.bench import BenchConfig, results_table, run_bench, write_json
+
+    report = run_bench(BenchConfig(llm=llm, dataset=dataset, split=split, data_dir=data_dir, device=device, quick=quick),
+                       log=lambda message: console.print(f"[dim]{message}[/dim]"))
+    console.print(results_table(report))
+    if output:
+        write_json(report, output)
+        console.print(f"wrote {output}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 1 (set RAGENV_DEBUG=1 for tracebacks)."""
     from rich.markup import escape  # messages may quote user input (e.g. a submission): never markup
