@@ -124,9 +124,10 @@ def test_prompt_beyond_the_context_is_refused_before_any_llm_work(unicode_env):
     assert unicode_env.step(np.array([-1, -1]))[2]
 
 
-def test_too_many_passages_for_the_context_are_refused(small_dataset):
+def test_too_many_passages_for_the_context_are_refused(small_dataset, unicode_env):
     """k = 80 passages of about 100 words each exceed SmolLM2's 8,192 tokens although each passage is within its limit."""
-    env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="test", llm=TEST_LLM, k=80, features=False)
+    env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="test", k=80, features=False,
+                   scorer=unicode_env.unwrapped.scorer)  # the loaded SmolLM2
     env.reset(seed=0)
     with pytest.raises(PromptTooLongError, match="80 passage"):
         env.step(np.arange(80))
