@@ -1,12 +1,18 @@
 """The PPO policy agent for SmartRAG-v0: MaskablePPO (sb3-contrib) over the vector observation.
 
-The policy sees the question and context embeddings, the retrieval count, the query
-options used, each option's first-stage top-1 score and the frozen LLM's closed-book
-confidence, and chooses ANSWER or RETRIEVE(option) among the legal actions (the
-environment's ``action_masks``). Observations are normalised by a running mean and
+By default the policy sees the retrieval count, the query options used and each option's
+first-stage top-1 score (``PPOConfig.observation_keys``), and chooses ANSWER or
+RETRIEVE(option) among the legal actions (the environment's ``action_masks``). The frozen
+LLM's closed-book confidence and the question and context embeddings can be added. A
+first (64, 64) policy over every feature, embeddings included, memorised its 500 training
+questions (training return 0.369, nq test 0.094, below always-retrieve's 0.153). The
+defaults were then chosen on a validation split carved from nq train (trained on its first
+400 questions, scored on the next 100): a 16-unit policy over the scores, trained for 100k
+steps, scored 0.193 there, against 0.171 for always-retrieve and 0.109 for never-retrieve.
+Observations are normalised by a running mean and
 variance (SB3's ``VecNormalize``) fitted during training and frozen afterwards.
 
-    agent = PPOAgent.train(env, PPOConfig(total_timesteps=20_000), output_dir="runs/ppo")
+    agent = PPOAgent.train(env, PPOConfig(), output_dir="runs/ppo")
     agent = PPOAgent.load("runs/ppo", env=env)
     action = agent.act(observation, info)
 
@@ -28,24 +34,26 @@ import numpy as np
 
 from ragenv.errors import ConfigError
 
-AGENT_FORMAT = 1
+AGENT_FORMAT = 2  # 2: observation_keys
+EMBEDDING_KEYS = ("question_embedding", "context_embedding")
 
 
 @dataclass(frozen=True)
 class PPOConfig:
     """MaskablePPO settings. The defaults produce the README's SmartRAG-v0 figures."""
 
-    total_timesteps: int = 20_000
-    learning_rate: float = 3e-4
+    total_timesteps: int = 100_000
+    learning_rate: float = 1e-3
     n_steps: int = 512  # environment steps per rollout (one environment)
-    batch_size: int = 64
-    n_epochs: int = 10
+    batch_size: int = 256
+    n_epochs: int = 4
     gamma: float = 1.0  # episodes are at most max_retrievals + 1 steps; the reward comes at the end
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.01
     vf_coef: float = 0.5
-    net_arch: tuple[int, ...] = (64, 64)
+    net_arch: tuple[int, ...] = (16,)
+    observation_keys: tuple[str, ...] = ("retrievals", "query_used", "query_scores")
     normalize_observations: bool = True
     seed: int = 0
     device: str = "cpu"
@@ -53,14 +61,26 @@ class PPOConfig:
     def __post_init__(self):
         if self.total_timesteps < 1 or self.n_steps < 2 or self.batch_size < 2:
             raise ConfigError("PPO needs total_timesteps >= 1, n_steps >= 2 and batch_size >= 2")
+        if not self.observation_keys:
+            raise ConfigError("PPO needs at least one observation key")
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether the policy reads encoder embeddings (the environment must be made with features=True)."""
+        return any(key in EMBEDDING_KEYS for key in self.observation_keys)
 
 
-def _observation_shapes(space) -> dict[str, list[int]]:
+def _observation_shapes(space, keys: Sequence[str]) -> dict[str, list[int]]:
+    """The shapes of the observation entries the policy reads; ConfigError when the space lacks one."""
     from gymnasium import spaces
 
     if not isinstance(space, spaces.Dict):
         raise ConfigError("the PPO agent needs SmartRAG-v0's Dict observation (not the text variant)")
-    return {key: list(sub.shape) for key, sub in space.spaces.items()}
+    missing = [key for key in keys if key not in space.spaces]
+    if missing:
+        hint = " (make SmartRAG-v0 with features=True)" if set(missing) & set(EMBEDDING_KEYS) else ""
+        raise ConfigError(f"the PPO agent reads {', '.join(missing)}, which the environment's observation lacks{hint}")
+    return {key: list(space.spaces[key].shape) for key in keys}
 
 
 class PPOAgent:
@@ -68,47 +88,71 @@ class PPOAgent:
 
     name = "ppo"
 
-    def __init__(self, model, normalizer=None, metadata: dict | None = None, env=None):
+    def __init__(self, model, normalizer=None, metadata: dict | None = None, env=None, config: PPOConfig | None = None):
         self.model = model
         self.normalizer = normalizer
         self.metadata = metadata or {}
         self.env = env
+        self.config = config or PPOConfig()
 
     # ------------------------------------------------------------------ training
     @classmethod
     def train(cls, env, config: PPOConfig = PPOConfig(), output_dir: str | Path | None = None,
-              progress: bool = True) -> "PPOAgent":
+              progress: bool = True, resume: bool = True, log=None) -> "PPOAgent":
         """Train on ``env`` (SmartRAG-v0 with ``features=True``) and, with ``output_dir``, save there.
 
         TensorBoard logs go to ``output_dir``. Fill the cache first (``env.unwrapped.precompute()``),
-        or the frozen LLM runs inside the rollouts.
+        or the frozen LLM runs inside the rollouts. With ``output_dir``, a checkpoint is written
+        after every PPO update (``checkpoint/``: model and optimizer, observation statistics,
+        the episode in progress, every random generator); with ``resume``, a killed run of the
+        same configuration continues from it and ends with exactly the model an uninterrupted
+        run gives. ``log``: a callable given one line when training resumes.
         """
         from sb3_contrib import MaskablePPO
         from stable_baselines3.common.monitor import Monitor
         from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+        from gymnasium.wrappers import FilterObservation
+
         base = env.unwrapped
-        shapes = _observation_shapes(base.observation_space)
-        if "question_embedding" not in shapes:
-            raise ConfigError("the PPO agent reads the encoder features: make SmartRAG-v0 with features=True")
+        shapes = _observation_shapes(base.observation_space, config.observation_keys)
         output = Path(output_dir) if output_dir is not None else None
         if output is not None:
             output.mkdir(parents=True, exist_ok=True)
-        monitor = Monitor(env)
-        venv = DummyVecEnv([lambda: monitor])
+        monitor = Monitor(FilterObservation(env, list(config.observation_keys)))
+        dummy = DummyVecEnv([lambda: monitor])
+        venv = dummy
         if config.normalize_observations:
-            venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0, gamma=config.gamma)
-        model = MaskablePPO(
-            "MultiInputPolicy", venv,
-            learning_rate=config.learning_rate, n_steps=config.n_steps, batch_size=config.batch_size,
-            n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda, clip_range=config.clip_range,
-            ent_coef=config.ent_coef, vf_coef=config.vf_coef, policy_kwargs={"net_arch": list(config.net_arch)},
-            tensorboard_log=str(output) if output is not None else None, seed=config.seed, device=config.device, verbose=0,
-        )
+            venv = VecNormalize(dummy, norm_obs=True, norm_reward=False, clip_obs=10.0, gamma=config.gamma)
+        identity = {"config": asdict(config), "env_options": base.env_options, "dataset": base.dataset.name,
+                    "split": base.split_name, "questions": [q.id for q in base.questions],
+                    "llm_fingerprint": base.scorer.fingerprint}
+        checkpoint = _Checkpoint(output / "checkpoint", identity, monitor, dummy, venv) if output is not None else None
+        restored = checkpoint.load() if checkpoint is not None and resume else None
+        if restored is not None:
+            venv = restored["venv"]
+            model = MaskablePPO.load(checkpoint.folder / "model.zip", env=venv, device=config.device,
+                                     tensorboard_log=str(output), force_reset=False)
+            checkpoint.restore(restored, model)
+            if log is not None:
+                log(f"resuming an interrupted training run at step {model.num_timesteps} of {config.total_timesteps} "
+                    f"({checkpoint.folder})")
+        else:
+            model = MaskablePPO(
+                "MultiInputPolicy", venv,
+                learning_rate=config.learning_rate, n_steps=config.n_steps, batch_size=config.batch_size,
+                n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda, clip_range=config.clip_range,
+                ent_coef=config.ent_coef, vf_coef=config.vf_coef, policy_kwargs={"net_arch": list(config.net_arch)},
+                tensorboard_log=str(output) if output is not None else None, seed=config.seed, device=config.device,
+                verbose=0,
+            )
+        resumed_at = int(model.num_timesteps)
         started = time.perf_counter()
-        model.learn(total_timesteps=config.total_timesteps, progress_bar=progress, tb_log_name="ppo")
+        model.learn(total_timesteps=config.total_timesteps - resumed_at, progress_bar=progress, tb_log_name="ppo",
+                    reset_num_timesteps=restored is None,
+                    callback=checkpoint.callback() if checkpoint is not None else None)
         seconds = time.perf_counter() - started
-        normalizer = venv if config.normalize_observations else None
+        normalizer = model.get_vec_normalize_env() if config.normalize_observations else None
         if normalizer is not None:
             normalizer.training = False
         returns = monitor.get_episode_rewards()
@@ -125,12 +169,14 @@ class PPOAgent:
             "observation_shapes": shapes,
             "config": asdict(config),
             "training": {"timesteps": int(model.num_timesteps), "episodes": len(returns), "seconds": seconds,
-                         "steps_per_second": model.num_timesteps / seconds if seconds > 0 else math.nan,
-                         "mean_return_last_fifth": float(np.mean(tail)) if tail else math.nan},
+                         "steps_per_second": (model.num_timesteps - resumed_at) / seconds if seconds > 0 else math.nan,
+                         "mean_return_last_fifth": float(np.mean(tail)) if tail else math.nan,
+                         "resumed_at_step": resumed_at},
         }
-        agent = cls(model, normalizer, metadata, env=base)
+        agent = cls(model, normalizer, metadata, env=base, config=config)
         if output is not None:
             agent.save(output)
+            checkpoint.remove()
         return agent
 
     # ------------------------------------------------------------------ persistence
@@ -158,7 +204,7 @@ class PPOAgent:
         try:
             metadata = json.loads((folder / "agent.json").read_text())
             known = {f.name for f in fields(PPOConfig)}
-            config = PPOConfig(**{k: tuple(v) if k == "net_arch" else v
+            config = PPOConfig(**{k: tuple(v) if k in ("net_arch", "observation_keys") else v
                                   for k, v in metadata.get("config", {}).items() if k in known})
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"{folder / 'agent.json'} is unreadable ({exc}); retrain the agent") from None
@@ -167,11 +213,10 @@ class PPOAgent:
                               f"{AGENT_FORMAT}; retrain it with this ragenv version")
         if env is not None:
             base = env.unwrapped
-            shapes = _observation_shapes(base.observation_space)
+            shapes = _observation_shapes(base.observation_space, config.observation_keys)
             if shapes != metadata.get("observation_shapes"):
-                hint = (" (make the environment with features=True)" if "question_embedding" not in shapes else "")
                 raise ConfigError(f"the PPO agent in {folder} was trained on observations {metadata.get('observation_shapes')} "
-                                  f"but the environment gives {shapes}{hint}")
+                                  f"but the environment gives {shapes}")
         try:
             model = MaskablePPO.load(folder / "model.zip", device=config.device)
             normalizer = None
@@ -181,12 +226,13 @@ class PPOAgent:
                 normalizer.training = False
         except Exception as exc:  # noqa: BLE001 - a damaged zip or pickle can fail in many ways
             raise ConfigError(f"cannot load the PPO agent in {folder}: {type(exc).__name__}: {exc}; retrain it") from None
-        return cls(model, normalizer, metadata, env=env.unwrapped if env is not None else None)
+        return cls(model, normalizer, metadata, env=env.unwrapped if env is not None else None, config=config)
 
     # ------------------------------------------------------------------ acting
     def predict(self, observation: dict, action_masks: np.ndarray | None = None,
                 deterministic: bool = True) -> tuple[int, None]:
         """SB3-style: ``(action, None)`` for one observation and its legal-action mask."""
+        observation = {key: observation[key] for key in self.config.observation_keys}
         if self.normalizer is not None:
             observation = self.normalizer.normalize_obs(observation)
         action, _ = self.model.predict(observation, deterministic=deterministic, action_masks=action_masks)
@@ -201,6 +247,119 @@ class PPOAgent:
         else:
             mask = None
         return self.predict(observation, mask)[0]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+class _Checkpoint:
+    """Training state after each PPO update, written atomically, so that a killed run resumes exactly.
+
+    ``checkpoint/`` holds ``model.zip`` (policy, optimizer, step counters, the last observation),
+    ``vecnormalize.pkl`` and ``state.pkl`` (the run identity, the environment's episode in
+    progress and generator, the Monitor's episode lists, and the torch, NumPy and Python
+    generators). Files are written to ``checkpoint.tmp/`` and swapped in by renames.
+    """
+
+    def __init__(self, folder: Path, identity: dict, monitor, dummy, venv):
+        self.folder, self.identity = folder, identity
+        self.monitor, self.dummy, self.venv = monitor, dummy, venv
+
+    def callback(self):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        checkpoint = self
+
+        class SaveAfterUpdate(BaseCallback):
+            """Saves when a rollout starts, i.e. after the previous update (not before the first)."""
+
+            def __init__(self):
+                super().__init__()
+                self.first = True
+
+            def _on_rollout_start(self) -> None:
+                if not self.first:
+                    checkpoint.save(self.model)
+                self.first = False
+
+            def _on_step(self) -> bool:
+                return True
+
+        return SaveAfterUpdate()
+
+    def save(self, model) -> None:
+        import random
+        import shutil
+
+        import torch
+
+        tmp = self.folder.with_name(self.folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model.save(tmp / "model.zip")
+        vec = model.get_vec_normalize_env()
+        if vec is not None:
+            with open(tmp / "vecnormalize.pkl", "wb") as handle:
+                pickle.dump(vec, handle)
+        monitor = {k: getattr(self.monitor, k) for k in ("rewards", "needs_reset", "episode_returns", "episode_lengths",
+                                                          "episode_times", "total_steps")}
+        state = {"identity": self.identity, "timesteps": int(model.num_timesteps),
+                 "env": self.monitor.unwrapped.get_state(), "monitor": monitor,
+                 "vec_buffers": {"reset_infos": self.dummy.reset_infos, "seeds": self.dummy._seeds,
+                                 "options": self.dummy._options},
+                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}
+        with open(tmp / "state.pkl", "wb") as handle:
+            pickle.dump(state, handle)
+        old = self.folder.with_name(self.folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.folder.exists():
+            self.folder.rename(old)
+        tmp.rename(self.folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load(self) -> dict | None:
+        """The saved state if a checkpoint of this very run exists (else None: train from scratch)."""
+        folder = self.folder
+        if not (folder / "state.pkl").is_file():
+            old = folder.with_name(folder.name + ".old")  # killed between the two renames
+            if not (old / "state.pkl").is_file():
+                return None
+            old.rename(folder)
+        try:
+            with open(folder / "state.pkl", "rb") as handle:
+                state = pickle.load(handle)
+        except Exception:  # noqa: BLE001 - a checkpoint torn by a crash is just not used
+            return None
+        if state.get("identity") != self.identity:
+            return None
+        venv = self.venv
+        if (folder / "vecnormalize.pkl").is_file():
+            from stable_baselines3.common.vec_env import VecNormalize
+
+            venv = VecNormalize.load(str(folder / "vecnormalize.pkl"), self.dummy)
+        return {**state, "venv": venv}
+
+    def restore(self, state: dict, model) -> None:
+        import random
+
+        import torch
+
+        self.dummy.reset()  # arms the wrappers' reset checks; everything it changed is overwritten below
+        self.monitor.unwrapped.set_state(state["env"])
+        for key, value in state["monitor"].items():
+            setattr(self.monitor, key, value)
+        self.dummy.reset_infos = state["vec_buffers"]["reset_infos"]
+        self.dummy._seeds = state["vec_buffers"]["seeds"]  # loading re-seeded the env; undo that
+        self.dummy._options = state["vec_buffers"]["options"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+
+    def remove(self) -> None:
+        import shutil
+
+        for suffix in ("", ".tmp", ".old"):
+            shutil.rmtree(self.folder.with_name(self.folder.name + suffix), ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- alpha sweep
@@ -222,7 +381,7 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
     from ragenv.evaluate import EvalConfig, evaluate, write_json
 
     workdir = Path(workdir)
-    common = dict(dataset=dataset, llm=llm, data_dir=data_dir, features=True)
+    common = dict(dataset=dataset, llm=llm, data_dir=data_dir, features=config.needs_features)
     train_env = gym.make("SmartRAG-v0", split=split, limit=limit, **common)
     eval_env = gym.make("SmartRAG-v0", split=eval_split, limit=eval_limit, **common)
     log(f"precomputing {dataset}/{split} and {dataset}/{eval_split} (frozen LLM, once for every alpha)")

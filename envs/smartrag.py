@@ -6,7 +6,7 @@ import math
 import re
 import string
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -261,6 +261,22 @@ class SmartRAGEnv(gym.Env):
         self._retrievals = 0
         self._last: dict | None = None
 
+    def get_state(self) -> dict:
+        """The episode in progress and the random generator (what a training checkpoint must keep)."""
+        return {"question_id": None if self._current is None else self._current.id, "used": list(self._used),
+                "rows": list(self._rows), "retrievals": self._retrievals,
+                "rng": None if self._np_random is None else self._np_random.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state` (a resumed run continues exactly where the checkpoint was taken)."""
+        self._clear_episode()
+        if state["question_id"] is not None:
+            self._current = self.question_by_id(state["question_id"])
+        self._used, self._rows, self._retrievals = tuple(state["used"]), tuple(state["rows"]), int(state["retrievals"])
+        if state["rng"] is not None:
+            self._np_random = np.random.Generator(getattr(np.random, state["rng"]["bit_generator"])())
+            self._np_random.bit_generator.state = state["rng"]
+
     # ------------------------------------------------------------------ helpers
     @property
     def current_question(self) -> Question:
@@ -359,13 +375,14 @@ class SmartRAGEnv(gym.Env):
         return float(base) - self.alpha * retrievals
 
     def precompute(self, questions: Sequence[Question] | None = None, *, batch_size: int = 16,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, on_batch: Callable[[list[Question]], None] | None = None) -> dict:
         """Fill the reward cache (and this process's memos) with every LLM result episodes can reach.
 
         Per question: the closed-book guess and its confidence, the LLM-written query, every
         option's retrieval, and the answer at every reachable state (``reachable_sequences``;
         5 states under quota 1). Batched ``batch_size`` questions at a time; each batch is
-        written to the cache as it finishes, so an interrupted run keeps its work.
+        written to the cache as it finishes, so an interrupted run keeps its work; ``on_batch``
+        is then called with the batch's questions (run journals note progress there).
         """
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -379,6 +396,8 @@ class SmartRAGEnv(gym.Env):
                 chunk = questions[start:start + batch_size]
                 self._prepare(chunk)
                 self.answers([(q, rows) for q in chunk for rows in dict.fromkeys(self.rows_after(q, s) for s in sequences)])
+                if on_batch is not None:
+                    on_batch(chunk)
                 bar.advance(task, len(chunk))
         computed = self.scorer.stats.generated_sequences + self.scorer.stats.scored_sequences - before
         return {"questions": len(questions), "states_per_question": len(sequences), "llm_sequences_computed": computed}
@@ -656,6 +675,13 @@ class SmartRAGTextEnv(SmartRAGEnv):
         self._queries: list[str] = []
         return self._observation(), self._info()
 
+    def get_state(self) -> dict:
+        return {**super().get_state(), "queries": list(getattr(self, "_queries", []))}
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self._queries = list(state.get("queries", []))
+
     def step(self, action):
         if self._current is None:
             raise RagenvError("call reset() before step(): the episode has ended or not started")
@@ -682,6 +708,6 @@ class SmartRAGTextEnv(SmartRAGEnv):
         self._current = None
         return observation, reward, True, False, info
 
-    def precompute(self, questions=None, *, batch_size: int = 16, progress: bool = True) -> dict:
+    def precompute(self, questions=None, *, batch_size: int = 16, progress: bool = True, on_batch=None) -> dict:
         raise RagenvError("SmartRAGText-v0 makes no frozen-LLM calls, so there is nothing to precompute; "
                           "precompute SmartRAG-v0 instead")

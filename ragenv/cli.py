@@ -71,8 +71,13 @@ def evaluate(
     authors: Optional[str] = typer.Option(None, help="Submission: comma-separated authors."),
     description: Optional[str] = typer.Option(None, help="Submission: what the agent does."),
     url: Optional[str] = typer.Option(None, help="Submission: paper or code URL (shown as text)."),
+    batch_size: int = typer.Option(16, min=1, help="Questions per frozen-LLM batch; each finished batch is journaled, so a "
+                                            "killed run resumes from there."),
 ):
-    """Run an agent on every question of a split and report reward, answer and IR metrics."""
+    """Run an agent on every question of a split and report reward, answer and IR metrics.
+
+    A killed run resumes: rerun the same command and it reuses what the first attempt finished.
+    """
     from ragenv.evaluate import EvalConfig, env_options_for, evaluate as run, write_json
 
     options = env_options_for(env, k=k, reward=reward, cost_per_passage=cost_per_passage, alpha=alpha,
@@ -86,7 +91,7 @@ def evaluate(
         check_submittable(env)
         metadata = default_metadata(agent, name=name, description=description, url=url,
                                     authors=[a.strip() for a in authors.split(",")] if authors else None)
-    result = run(config)
+    result = run(config, log=console.print, batch_size=batch_size)
     console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}", [result],
                                  result["env_options"].get("k", 3)))
     if output:
@@ -143,7 +148,7 @@ def precompute(
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
     k: Optional[int] = typer.Option(None, help="Passages per retrieval (default 3)."),
     max_retrievals: Optional[int] = typer.Option(None, help="Retrieval quota per question (default 1): states to cover."),
-    batch_size: int = typer.Option(16, help="Questions per batch (each batch is saved as it finishes)."),
+    batch_size: int = typer.Option(16, min=1, help="Questions per batch (each batch is saved as it finishes)."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
 ):
     """Fill the reward cache with every frozen-LLM result SmartRAG-v0 episodes can reach (batched)."""
@@ -163,7 +168,20 @@ def precompute(
     environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
                            features=False, **options)
     base = environment.unwrapped
-    report = base.precompute(batch_size=batch_size, progress=True)
+    from ragenv.journal import RunJournal
+
+    journal = RunJournal("precompute", {"env": env, "options": base.env_options, "llm_fingerprint": base.scorer.fingerprint,
+                                        "dataset_fingerprint": base.dataset.split_fingerprint(split), "limit": limit,
+                                        "cache": str(base.scorer.cache.path)})
+    finished = {qid for r in journal.load() for qid in r["precomputed"]}
+    journal.start([{"precomputed": sorted(finished)}] if finished else [])
+    remaining = [q for q in base.questions if q.id not in finished]
+    if finished:
+        console.print(f"resuming an interrupted precompute: {len(base.questions) - len(remaining)} of "
+                      f"{len(base.questions)} questions were already done ({journal.path})")
+    report = base.precompute(remaining, batch_size=batch_size, progress=True,
+                             on_batch=lambda chunk: journal.append([{"precomputed": [q.id for q in chunk]}]))
+    journal.finish()
     work = base.scorer.stats
     console.print(f"precomputed {report['questions']} questions x {report['states_per_question']} states of {env} "
                   f"({dataset}/{split}, {llm}): {report['llm_sequences_computed']} LLM sequences computed, "
@@ -199,12 +217,13 @@ def train_ppo(
     if (Path(output) / "model.zip").exists() and not overwrite:
         raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
     config = PPOConfig(seed=seed) if steps is None else PPOConfig(total_timesteps=steps, seed=seed)
-    environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir, features=True,
+    environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
+                           features=config.needs_features,
                            alpha=alpha, max_retrievals=max_retrievals)
     base = environment.unwrapped
     report = base.precompute(progress=True)
     console.print(f"cache ready: {report['questions']} questions, {report['llm_sequences_computed']} LLM sequences computed")
-    agent = PPOAgent.train(environment, config, output, progress=True)
+    agent = PPOAgent.train(environment, config, output, progress=True, resume=not overwrite, log=console.print)
     info = agent.metadata["training"]
     console.print(f"trained {info['timesteps']} steps ({info['episodes']} episodes) in {info['seconds']:.1f} s, "
                   f"{info['steps_per_second']:.0f} steps/s; mean return of the last fifth {info['mean_return_last_fifth']:.3f}")
@@ -259,10 +278,14 @@ def smartrag_alpha_sweep(
 def compare(
     files: list[str] = typer.Argument(..., help="Result JSON files written by `ragenv evaluate --output`."),
     markdown: bool = typer.Option(False, help="Print a Markdown table (as in the README) instead of a rich one."),
+    baseline: Optional[str] = typer.Option(None, help="Agent to compare with: adds each agent's mean reward difference "
+                                                      "and its paired bootstrap 95% confidence interval."),
 ):
     """Put the metrics of several evaluation results side by side."""
     import json
     from pathlib import Path
+
+    from ragenv.metrics import paired_bootstrap
 
     results = []
     for name in files:
@@ -273,14 +296,35 @@ def compare(
         if "metrics" not in results[-1] or "agent" not in results[-1]:
             raise RagenvError(f"{name} is not a result of `ragenv evaluate --output` (no 'metrics' or 'agent')")
     k = results[0].get("env_options", {}).get("k", 3)
+    differences = {}
+    if baseline is not None:
+        reference = next((r for r in results if r["agent"] == baseline), None)
+        if reference is None:
+            raise RagenvError(f"--baseline {baseline!r} is none of the results' agents: "
+                              f"{', '.join(r['agent'] for r in results)}")
+        rewards = lambda result: {q["question_id"]: q["reward"] for q in result.get("per_question", [])}  # noqa: E731
+        for result in results:
+            if result is not reference:
+                mean, low, high = paired_bootstrap(rewards(result), rewards(reference))
+                differences[result["agent"]] = f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
     if not markdown:
         console.print(_results_table("comparison", results, k))
+        for agent, text in differences.items():
+            console.print(f"{agent} - {baseline}: reward {text} (paired bootstrap 95% CI)")
         return
-    metrics = ["reward", "answer_logprob", "logprob_gain", "em", "f1", "accuracy", f"hit@{k}", "retrievals_per_question"]
-    print("| agent | " + " | ".join(metrics) + " |")
-    print("|---" * (len(metrics) + 1) + "|")
+    if any(r.get("env", "").startswith("SmartRAG") for r in results):
+        metrics = ["reward", "em", "f1", "accuracy", "retrievals_per_question", "answered_without_retrieval"]
+    else:
+        metrics = ["reward", "answer_logprob", "logprob_gain", "em", "f1", "accuracy", f"hit@{k}",
+                   "retrievals_per_question"]
+    extra = [f"reward − {baseline} (95% CI)"] if baseline is not None else []
+    print("| agent | " + " | ".join(metrics + extra) + " |")
+    print("|---" * (len(metrics) + len(extra) + 1) + "|")
     for result in results:
-        print(f"| {result['agent']} | " + " | ".join(_fmt(result["metrics"].get(m, float("nan"))) for m in metrics) + " |")
+        cells = [_fmt(result["metrics"].get(m, float("nan"))) for m in metrics]
+        if baseline is not None:
+            cells.append(differences.get(result["agent"], "—"))
+        print(f"| {result['agent']} | " + " | ".join(cells) + " |")
 
 
 @app.command()

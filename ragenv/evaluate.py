@@ -18,12 +18,16 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 
 from ragenv.errors import ConfigError, RagenvError
 from ragenv.metrics import ir_metrics
+
+if TYPE_CHECKING:
+    from ragenv.journal import RunJournal
 
 
 @dataclass
@@ -81,46 +85,71 @@ def _mean(values) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def run_episodes(env: gym.Env, agent, *, batch_size: int = 16, progress: bool = True) -> list[dict]:
-    """Per-question records of ``agent`` on every question of the environment's split."""
+def run_episodes(env: gym.Env, agent, *, batch_size: int = 16, progress: bool = True,
+                 journal: "RunJournal | None" = None, resumed: list[dict] | None = None) -> list[dict]:
+    """Per-question records of ``agent`` on every question of the environment's split.
+
+    ``journal``: append each finished batch of records to it (see :mod:`ragenv.journal`);
+    ``resumed``: records a killed attempt of the same run had finished, reused as they are.
+    """
     from rich.progress import Progress
 
     base = env.unwrapped
     if getattr(base, "multi_step", False):
-        return run_multi_step_episodes(env, agent, progress=progress)
+        return run_multi_step_episodes(env, agent, progress=progress, journal=journal, resumed=resumed)
     questions = base.questions
+    done = {r["question_id"]: r for r in resumed or []}
     records: list[dict] = []
     with Progress(disable=not progress, transient=True) as bar:
         choose = bar.add_task(f"{getattr(agent, 'name', 'agent')}: choosing passages", total=len(questions))
         requests = []
-        for question in questions:
+        for question in questions:  # every question, finished or not: a stochastic agent's stream stays the same
             observation, info = env.reset(options={"question_id": question.id})
             rows = base.validate_action(agent.act(observation, info))
             requests.append((question, rows))
             bar.advance(choose)
         score = bar.add_task(f"{getattr(agent, 'name', 'agent')}: frozen LLM", total=len(questions))
-        for start in range(0, len(requests), batch_size):
-            chunk = requests[start:start + batch_size]
-            for (question, rows), outcome in zip(chunk, base.outcomes(chunk)):
-                records.append({"question": question.question, "answers": list(question.answers),
-                                "gold_passage_ids": list(question.gold_passage_ids), "rows": rows,
-                                "reward": outcome.reward, **outcome.info})
+        pending = []
+        for question, rows in requests:
+            record = done.get(question.id)
+            if record is not None and list(record["rows"]) == list(rows):
+                records.append(record)
+            else:
+                pending.append((question, rows))
+        bar.advance(score, len(records))
+        for start in range(0, len(pending), batch_size):
+            chunk = pending[start:start + batch_size]
+            new = [{"question": question.question, "answers": list(question.answers),
+                    "gold_passage_ids": list(question.gold_passage_ids), "rows": list(rows),
+                    "reward": outcome.reward, **outcome.info}
+                   for (question, rows), outcome in zip(chunk, base.outcomes(chunk))]
+            if journal is not None:
+                journal.append(new)
+            records.extend(new)
             bar.advance(score, len(chunk))
-    return records
+    order = {q.id: i for i, q in enumerate(questions)}
+    return sorted(records, key=lambda r: order[r["question_id"]])
 
 
-def run_multi_step_episodes(env: gym.Env, agent, *, progress: bool = True, precompute: bool = True) -> list[dict]:
+def run_multi_step_episodes(env: gym.Env, agent, *, progress: bool = True, precompute: bool = True,
+                            journal: "RunJournal | None" = None, resumed: list[dict] | None = None) -> list[dict]:
     """One reset/step episode per question; the record is the environment's ``episode_record``.
 
     ``precompute``: first fill the cache for every question in batches (``env.precompute``),
-    so the episodes' LLM calls are cache reads.
+    so the episodes' LLM calls are cache reads. With a ``journal``, each precomputed batch is
+    noted, and a resumed run precomputes only the questions the killed attempt had not
+    finished; the episodes (cache reads) then run for every question, so that a stochastic
+    agent draws the same stream as in an uninterrupted run.
     """
     from rich.progress import Progress
 
     base = env.unwrapped
     name = getattr(agent, "name", "agent")
     if precompute:
-        base.precompute(base.questions, progress=progress)
+        finished = {qid for r in resumed or [] for qid in r.get("precomputed", [])}
+        remaining = [q for q in base.questions if q.id not in finished]
+        note = (lambda chunk: journal.append([{"precomputed": [q.id for q in chunk]}])) if journal is not None else None
+        base.precompute(remaining, progress=progress, on_batch=note)
     records: list[dict] = []
     limit = getattr(base, "max_retrievals", 0) + 1  # the longest legal episode
     with Progress(disable=not progress, transient=True) as bar:
@@ -171,8 +200,28 @@ def summarize(records: list[dict], k: int | None = None) -> dict:
     return metrics
 
 
-def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, progress: bool = True) -> dict:
-    """Run one agent on one split and return the result document (see the README for its fields)."""
+def run_identity(config: EvalConfig, env: gym.Env) -> dict:
+    """Everything that determines a run's results (the key of its journal)."""
+    from ragenv.registry import agent_fingerprint
+
+    base = env.unwrapped
+    return {"config": asdict(config), "env_options": base.env_options,
+            "dataset_fingerprint": base.dataset.split_fingerprint(config.split),
+            "llm_fingerprint": base.scorer.fingerprint, "prompt_version": base.scorer.describe()["prompt_version"],
+            "agent_fingerprint": agent_fingerprint(config.agent)}
+
+
+def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, progress: bool = True,
+             resume: bool = True, log=None, batch_size: int = 16) -> dict:
+    """Run one agent on one split and return the result document (see the README for its fields).
+
+    ``resume``: keep a journal of finished questions (``<cache>/journals``); if a previous run
+    with the same identity was killed, reuse what it finished and record that in
+    ``document["resumed"]``. The journal is removed once the run completes. ``log``: a
+    callable given one line when the run resumes. ``batch_size``: questions per LLM batch
+    (the unit a kill can lose).
+    """
+    from ragenv.journal import RunJournal
     from ragenv.registry import check_agent_name, make_agent
 
     started = time.perf_counter()
@@ -180,12 +229,19 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
     env = env if env is not None else make_env(config)
     agent = agent if agent is not None else make_agent(config.agent, env, seed=config.seed)
     base = env.unwrapped
+    journal = RunJournal("evaluate", run_identity(config, env)) if resume else None
+    resumed = journal.load() if journal is not None else []
+    if journal is not None:
+        journal.start(resumed)
+    if resumed and log is not None:
+        log(f"resuming an interrupted run: {_resumed_questions(resumed)} of {len(base.questions)} questions were "
+            f"already done ({journal.path})")
     stats_before = asdict(base.scorer.stats)
-    records = run_episodes(env, agent, progress=progress)
+    records = run_episodes(env, agent, batch_size=batch_size, progress=progress, journal=journal, resumed=resumed)
     llm_work = {key: value - stats_before[key] for key, value in asdict(base.scorer.stats).items()}
     metrics = summarize(records, getattr(base, "k", None))
     metrics["seconds"] = time.perf_counter() - started
-    return {
+    document = {
         "env": config.env,
         "agent": config.agent,
         "dataset": config.dataset,
@@ -201,6 +257,17 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
         "llm_work": llm_work,  # forward passes, sequences and model loads this run needed (0 when fully cached)
         "per_question": records,
     }
+    if resumed:
+        document["resumed"] = {"journal": str(journal.path), "units": len(resumed),
+                               "questions": _resumed_questions(resumed)}
+    if journal is not None:
+        journal.finish()
+    return document
+
+
+def _resumed_questions(resumed: list[dict]) -> int:
+    """Questions a killed attempt had finished (evaluated, or precomputed for multi-step runs)."""
+    return sum(len(r["precomputed"]) if "precomputed" in r else 1 for r in resumed)
 
 
 def write_json(document: dict, path: str | Path) -> None:

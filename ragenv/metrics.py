@@ -76,3 +76,24 @@ def ir_metrics(runs: Mapping[str, Sequence[str]], qrels: Mapping[str, Sequence[s
     # ir-measures averages over the questions present in the run; count the missing ones as zero.
     scale = len([q for q in judged if q in runs]) / len(judged)
     return {name: float(values.get(m, 0.0)) * scale for name, m in measures.items()}
+
+
+def paired_bootstrap(a: dict[str, float], b: dict[str, float], *, confidence: float = 0.95, resamples: int = 10_000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``a[q] - b[q]`` over the questions both hold, with a paired bootstrap confidence interval.
+
+    Questions are resampled with replacement (scipy.stats.bootstrap, percentile method), so
+    the interval reflects how much the difference depends on which questions were asked.
+    """
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    common = [q for q in a if q in b]
+    if len(common) < 2:
+        raise ValueError("a paired bootstrap needs at least two questions in common")
+    diff = np.array([a[q] - b[q] for q in common], dtype=np.float64)
+    if np.all(diff == diff[0]):
+        return float(diff[0]), float(diff[0]), float(diff[0])
+    result = bootstrap((diff,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    return float(diff.mean()), float(result.confidence_interval.low), float(result.confidence_interval.high)

@@ -57,8 +57,32 @@ def agent_names(env_id: str) -> dict[str, str]:
 
 
 def agent_needs_features(name: str) -> bool:
-    """Whether an agent reads the encoder features of the observation (only trained policies do)."""
-    return name.startswith(PPO_PREFIX)
+    """Whether an agent reads the encoder embeddings of the observation (only PPO policies trained with them)."""
+    if not name.startswith(PPO_PREFIX):
+        return False
+    import json
+
+    from ragenv.agents.ppo import EMBEDDING_KEYS
+
+    try:
+        config = json.loads((Path(name[len(PPO_PREFIX):]).expanduser() / "agent.json").read_text())["config"]
+        return any(key in EMBEDDING_KEYS for key in config["observation_keys"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # unreadable or older agents: give them everything; loading reports the problem
+
+
+def agent_fingerprint(name: str) -> str:
+    """What identifies an agent's behaviour: its name, plus a digest of the saved model for ``ppo:DIR``."""
+    if not name.startswith(PPO_PREFIX):
+        return name
+    import hashlib
+
+    folder = Path(name[len(PPO_PREFIX):]).expanduser()
+    digest = hashlib.sha256()
+    for part in ("model.zip", "agent.json", "vecnormalize.pkl"):
+        if (folder / part).is_file():
+            digest.update(part.encode() + (folder / part).read_bytes())
+    return f"{PPO_PREFIX}{digest.hexdigest()[:16]}"
 
 
 def check_agent_name(name: str, env_id: str) -> None:

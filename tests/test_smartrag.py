@@ -398,12 +398,14 @@ def test_ppo_trains_saves_loads_and_evaluates_from_the_cli(cli, precomputed, tmp
     assert doc["llm_work"]["forward_passes"] == 0
     assert 0.0 <= doc["metrics"]["retrievals_per_question"] <= 1.0
     # The same agent in-process: load, act with masks, and refuse a mismatched environment.
-    from ragenv.agents.ppo import PPOAgent
+    from ragenv.agents.ppo import PPOAgent, PPOConfig
 
+    assert "question_embedding" not in meta["observation_shapes"]  # left out by default (they get memorised)
     featureless = gym.make("SmartRAG-v0", dataset=data[1], split="train", limit=N_QUESTIONS, llm=TEST_LLM,
                            features=False, cache=str(cache / "reward_cache.sqlite"))
+    PPOAgent.load(folder, env=featureless)  # the default policy needs no encoder
     with pytest.raises(ConfigError, match="features=True"):
-        PPOAgent.load(folder, env=featureless)
+        PPOAgent.train(featureless, PPOConfig(total_timesteps=8, observation_keys=("question_embedding", "retrievals")))
     agent = PPOAgent.load(folder)
     obs = {key: np.zeros(shape, dtype=np.float32) for key, shape in meta["observation_shapes"].items()}
     assert agent.act(obs, {"action_mask": np.array([True, False, False, False, False])}) == ANSWER
