@@ -584,6 +584,14 @@ class FrozenLLM:
                     "many passages: use fewer passages (k, top_n) or shorter texts")
 
     # ------------------------------------------------------------------ public API
+    def switch_cache(self, cache: RewardCache) -> None:
+        """Read and write ``cache`` from now on; the in-process memo (the old cache's results) is emptied.
+
+        The model stays loaded: benchmarks time cold runs this way without loading it again.
+        """
+        self.cache = cache
+        self._memo.clear()
+
     def run(self, requests: Sequence[PromptRequest]) -> list[PromptResult]:
         """Answer log-probs and/or greedy answers for many prompts, from the cache where possible.
 

@@ -51,6 +51,25 @@ def default_path() -> Path:
     return settings.cache_dir() / "reward_cache.sqlite"
 
 
+def _file_problem(path: Path, timeout: float) -> str | None:
+    """Why a file is not a sound ragenv cache (read-only look), or None if it is one."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if app_id != _APP_ID:
+                return "not a ragenv reward cache"
+            if version != SCHEMA_VERSION:
+                return f"schema version {version}, expected {SCHEMA_VERSION}"
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            return None if result == "ok" else f"integrity check failed: {result}"
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+
+
 class RewardCache:
     """Key-value store of LLM results, safe for concurrent processes."""
 
@@ -99,21 +118,7 @@ class RewardCache:
 
     def _problem(self) -> str | None:
         """Why an existing file cannot be used as this cache, or None if it can."""
-        try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self._timeout)
-            try:
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if app_id != _APP_ID:
-                    return "not a ragenv reward cache"
-                if version != SCHEMA_VERSION:
-                    return f"schema version {version}, expected {SCHEMA_VERSION}"
-                result = conn.execute("PRAGMA quick_check").fetchone()[0]
-                return None if result == "ok" else f"integrity check failed: {result}"
-            finally:
-                conn.close()
-        except sqlite3.DatabaseError as exc:
-            return str(exc)
+        return _file_problem(self.path, self._timeout)
 
     def check(self) -> dict:
         """Full integrity check and entry counts per kind and model (``ragenv cache check``)."""
@@ -165,13 +170,49 @@ class RewardCache:
             raise
 
     def merge_from(self, other: str | os.PathLike) -> int:
-        """Copy every entry of another cache file into this one; returns how many were new."""
-        before = self.info()["entries"]
-        source = RewardCache(other)
-        rows = source._conn.execute("SELECT key, kind, model, question_id, passage_ids, value FROM results").fetchall()
-        source.close()
-        self.put_many(CacheEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows)
-        return self.info()["entries"] - before
+        """Copy every entry of another cache file into this one; returns how many were new.
+
+        One transaction: all of the other file's entries arrive or none do (an error rolls back).
+        The other file is only read (opened read-only, never moved or changed) and must be a
+        sound ragenv cache, else :class:`CacheError`. Keys already present keep their value
+        (``INSERT OR IGNORE``; results are deterministic). Safe beside concurrent writers:
+        SQLite serialises the write transaction, and the count is this transaction's own
+        inserts, not the file's growth. Values are copied as stored, with their creation time.
+        """
+        path = Path(other)
+        if not path.is_file():
+            raise CacheError(f"cannot merge reward cache {path}: no such file")
+        if path.resolve() == self.path.resolve():
+            return 0
+        problem = _file_problem(path, self._timeout)
+        if problem:
+            raise CacheError(f"cannot merge reward cache {path}: {problem}")
+        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=self._timeout)
+        try:
+            rows = source.execute("SELECT key, kind, model, question_id, passage_ids, value, created FROM results")
+            before = self._conn.total_changes
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                while True:
+                    chunk = rows.fetchmany(5000)
+                    if not chunk:
+                        break
+                    for row in chunk:
+                        json.loads(row[5])  # nothing unreadable gets in
+                    self._conn.executemany("INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", chunk)
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                self._conn.execute("ROLLBACK")
+                if isinstance(exc, (sqlite3.DatabaseError, ValueError)):
+                    raise CacheError(f"cannot merge reward cache {path}: {exc}; nothing was merged") from None
+                raise
+            return self._conn.total_changes - before
+        finally:
+            source.close()
+
+    def checkpoint(self) -> None:
+        """Move the write-ahead log into the main file, so that a copy of the file alone holds every entry."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def __len__(self) -> int:
         return self.info()["entries"]
