@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from ragenv.data import Dataset, Passage, Question
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
-from ragenv.envs.components import build_components
+from ragenv.envs.components import SharedEnvMixin, build_components
 from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest
 from ragenv.metrics import answer_in_output, exact_match, f1_score, hit_at_k
 from ragenv.reward_cache import RewardCache
@@ -27,7 +27,7 @@ class StepOutcome:
     info: dict
 
 
-class RAGRetrievalEnv(gym.Env):
+class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
     """
     ## Description
     A retrieval-augmented generation system as a one-step decision problem (R3, arXiv
@@ -144,14 +144,18 @@ class RAGRetrievalEnv(gym.Env):
             obs["question_embedding"] = spaces.Box(-1.0, 1.0, (dim,), np.float32)
             obs["candidate_embeddings"] = spaces.Box(-1.0, 1.0, (num_candidates, dim), np.float32)
         self.observation_space = spaces.Dict(obs)
-        self._current: Question | None = None
-        self._observation: dict | None = None
+        self._clear_episode()
         self._first_stage_memo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._query_embedding_memo: dict[str, np.ndarray] = {}
         # Per-question observation and candidate texts: a warm reset builds nothing (callers get copies).
         self._observation_memo: dict[str, tuple[dict, list[str]]] = {}
 
     # ------------------------------------------------------------------ helpers
+    def _clear_episode(self) -> None:
+        self._current: Question | None = None
+        self._observation: dict | None = None
+        self._last: tuple | None = None  # (question, rows, outcome) of the last step, for render()
+
     @property
     def env_options(self) -> dict:
         """The settings that change rewards or observations (recorded with every result)."""
@@ -264,6 +268,22 @@ class RAGRetrievalEnv(gym.Env):
             results.append(StepOutcome(reward, info))
         return results
 
+    def precompute(self, questions: Sequence[Question] | None = None, *, batch_size: int = 16, progress: bool = True,
+                   on_batch: Callable[[list[Question]], None] | None = None) -> dict:
+        """Fill the reward cache with each question's closed-book baseline and first-stage top-k choice.
+
+        These are what every action's ``logprob_gain`` and the first-stage retriever agent
+        need; other actions are scored when stepped. ``batch_size`` questions per
+        ``outcomes`` call, each batch written to the cache as it finishes (``on_batch`` is
+        then called with its questions).
+        """
+        def work(chunk: list[Question]) -> None:
+            self.outcomes([(q, [int(r) for r in self.candidates(q)[0][: self.k] if r >= 0]) for q in chunk])
+
+        report = self._precompute_batches(questions, batch_size, progress, on_batch,
+                                          "RAGRetrieval precompute (closed-book + first-stage top-k)", work)
+        return {**report, "states_per_question": 1}
+
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -278,10 +298,19 @@ class RAGRetrievalEnv(gym.Env):
         return self.observation_for(question), info
 
     def step(self, action):
+        rows = self.plan_step(action)
+        return self.finish_step(rows, self.outcomes([(self._current, rows)])[0])
+
+    # The two halves of ``step``, so that a vector environment (ragenv.envs.vector) can batch the
+    # frozen-LLM work of many sub-environments into one ``outcomes`` call between them.
+    def plan_step(self, action) -> list[int]:
+        """Check the episode and the action; the chosen rows (changes nothing)."""
         if self._current is None:
             raise RagenvError("call reset() before step(): each episode is one question")
-        rows = self.validate_action(action)
-        outcome = self.outcomes([(self._current, rows)])[0]
+        return self.validate_action(action)
+
+    def finish_step(self, rows: list[int], outcome: StepOutcome):
+        """End the episode with the frozen LLM's ``outcome`` for ``rows``; the ``step`` return value."""
         observation = {key: value.copy() if isinstance(value, np.ndarray) else value
                        for key, value in self._observation.items()}  # fresh arrays: callers may keep them
         self._last = (self._current, rows, outcome)
@@ -291,7 +320,7 @@ class RAGRetrievalEnv(gym.Env):
     def render(self):
         if self.render_mode != "ansi":
             return None
-        last = getattr(self, "_last", None)
+        last = self._last
         if last is None:
             return "(no step yet)"
         question, rows, outcome = last
@@ -323,8 +352,16 @@ class CandidateScoreAction(gym.ActionWrapper):
         scores = np.asarray(action, dtype=np.float64).reshape(-1)
         if scores.shape != (len(self._candidates),) or not np.all(np.isfinite(scores)):
             raise InvalidActionError(f"score action must be {len(self._candidates)} finite numbers")
-        scores = np.where(self._candidates >= 0, scores, -np.inf)
-        k = self.env.unwrapped.k
-        order = np.argsort(-scores, kind="stable")[:k]
-        chosen = [int(self._candidates[i]) for i in order if np.isfinite(scores[i])]
-        return np.array(chosen + [EMPTY] * (k - len(chosen)), dtype=np.int64)
+        return top_scored_candidates(scores, self._candidates, self.env.unwrapped.k)
+
+
+def top_scored_candidates(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """The passage action that ``Box(m)`` scores over first-stage ``candidates`` stand for.
+
+    The ``k`` best-scored candidates, best first (ties: the first-stage order); empty
+    candidate slots (-1) are never chosen; fewer than ``k`` candidates leave -1 slots.
+    """
+    scores = np.where(candidates >= 0, scores, -np.inf)
+    order = np.argsort(-scores, kind="stable")[:k]
+    chosen = [int(candidates[i]) for i in order if np.isfinite(scores[i])]
+    return np.array(chosen + [EMPTY] * (k - len(chosen)), dtype=np.int64)

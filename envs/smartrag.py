@@ -14,7 +14,7 @@ from gymnasium import spaces
 
 from ragenv.data import Dataset, Passage, Question
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
-from ragenv.envs.components import build_components
+from ragenv.envs.components import SharedEnvMixin, build_components
 from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest
 from ragenv.metrics import answer_in_output, exact_match, f1_score
 from ragenv.reward_cache import RewardCache
@@ -104,7 +104,7 @@ class AnswerOutcome:
     cached: bool
 
 
-class SmartRAGEnv(gym.Env):
+class SmartRAGEnv(SharedEnvMixin, gym.Env):
     """
     ## Description
     A RAG system as a short episode (SmartRAG, arXiv 2410.18141): for one question the
@@ -319,12 +319,32 @@ class SmartRAGEnv(gym.Env):
     # ------------------------------------------------------------------ frozen LLM outcomes (batched, memoised)
     def _prepare(self, questions: Sequence[Question]) -> None:
         """Closed-book guess, its confidence, the LLM's search query and every option's retrieval, batched."""
+        self.resolve(questions, ())
+
+    def resolve(self, questions: Sequence[Question], pairs: Sequence[tuple[Question, tuple[int, ...]]]) -> None:
+        """Memoise the question states of ``questions`` and the answers at the ``pairs`` states.
+
+        Two batched frozen-LLM calls at most: one for every independent prompt (closed-book
+        guesses, LLM-written queries and the answers), then one scoring the guesses (the
+        closed-book confidence), which depends on the first. ``_prepare`` and ``answers``
+        are this with one side empty; a vector environment passes both sides of all its
+        sub-environments at once.
+        """
         todo = [q for q in dict.fromkeys(questions) if q.id not in self._question_states]
-        if not todo:
+        answer_todo = list(dict.fromkeys((q, tuple(rows)) for q, rows in pairs if (q.id, tuple(rows)) not in self._answers))
+        if not todo and not answer_todo:
             return
         first = self.scorer.run([PromptRequest(q, (), (), True) for q in todo]
-                                + [PromptRequest(q, (), (), True, "search_query") for q in todo])
-        guesses, written = first[: len(todo)], first[len(todo):]
+                                + [PromptRequest(q, (), (), True, "search_query") for q in todo]
+                                + [PromptRequest(q, tuple(self.corpus[r] for r in rows), (), True)
+                                   for q, rows in answer_todo])
+        for (q, rows), result in zip(answer_todo, first[2 * len(todo):]):
+            text = result.generation.text
+            self._answers[(q.id, rows)] = AnswerOutcome(text, exact_match(text, q.answers), f1_score(text, q.answers),
+                                                        answer_in_output(text, q.answers), result.generation.cached)
+        if not todo:
+            return
+        guesses, written = first[: len(todo)], first[len(todo): 2 * len(todo)]
         scored = self.scorer.run([PromptRequest(q, (), (g.generation.text,)) for q, g in zip(todo, guesses)])
         queries = []
         for q, guess, query in zip(todo, guesses, written):
@@ -357,14 +377,8 @@ class SmartRAGEnv(gym.Env):
 
     def answers(self, pairs: Sequence[tuple[Question, tuple[int, ...]]]) -> list[AnswerOutcome]:
         """The frozen LLM's answer from each (question, passage rows) state, with one batched LLM call."""
-        todo = list(dict.fromkeys((q, rows) for q, rows in pairs if (q.id, rows) not in self._answers))
-        if todo:
-            results = self.scorer.run([PromptRequest(q, tuple(self.corpus[r] for r in rows), (), True) for q, rows in todo])
-            for (q, rows), result in zip(todo, results):
-                text = result.generation.text
-                self._answers[(q.id, rows)] = AnswerOutcome(text, exact_match(text, q.answers), f1_score(text, q.answers),
-                                                            answer_in_output(text, q.answers), result.generation.cached)
-        return [self._answers[(q.id, rows)] for q, rows in pairs]
+        self.resolve((), pairs)
+        return [self._answers[(q.id, tuple(rows))] for q, rows in pairs]
 
     def answer_reward(self, outcome: AnswerOutcome | None = None, *, em: float = 0.0, f1: float = 0.0,
                       accuracy: float = 0.0, retrievals: int = 0) -> float:
@@ -384,23 +398,15 @@ class SmartRAGEnv(gym.Env):
         written to the cache as it finishes, so an interrupted run keeps its work; ``on_batch``
         is then called with the batch's questions (run journals note progress there).
         """
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        questions = list(self.questions if questions is None else questions)
-        before = self.scorer.stats.generated_sequences + self.scorer.stats.scored_sequences
         sequences = self.reachable_sequences()
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, disable=not progress, transient=True) as bar:
-            task = bar.add_task(f"SmartRAG precompute ({len(sequences)} states per question)", total=len(questions))
-            for start in range(0, len(questions), batch_size):
-                chunk = questions[start:start + batch_size]
-                self._prepare(chunk)
-                self.answers([(q, rows) for q in chunk for rows in dict.fromkeys(self.rows_after(q, s) for s in sequences)])
-                if on_batch is not None:
-                    on_batch(chunk)
-                bar.advance(task, len(chunk))
-        computed = self.scorer.stats.generated_sequences + self.scorer.stats.scored_sequences - before
-        return {"questions": len(questions), "states_per_question": len(sequences), "llm_sequences_computed": computed}
+
+        def work(chunk: list[Question]) -> None:
+            self._prepare(chunk)
+            self.answers([(q, rows) for q in chunk for rows in dict.fromkeys(self.rows_after(q, s) for s in sequences)])
+
+        report = self._precompute_batches(questions, batch_size, progress, on_batch,
+                                          f"SmartRAG precompute ({len(sequences)} states per question)", work)
+        return {**report, "states_per_question": len(sequences)}
 
     def sequence_outcomes(self, question: Question) -> list[tuple[tuple[int, ...], float, AnswerOutcome]]:
         """Every reachable action sequence (query options, then ANSWER) with its return and answer."""
@@ -514,13 +520,36 @@ class SmartRAGEnv(gym.Env):
         return question
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        self._start(seed, options)
+        self.plan_reset(seed=seed, options=options)
+        return self.finish_reset()
+
+    # The two halves of ``reset``: a vector environment memoises the question states of all the
+    # questions ``plan_reset`` drew with one ``resolve`` before ``finish_reset`` reads them.
+    def plan_reset(self, *, seed: int | None = None, options: dict | None = None) -> Question:
+        """Start an episode: seed, draw (or pick) the question; the question (no LLM call yet)."""
+        return self._start(seed, options)
+
+    def finish_reset(self):
+        """The ``reset`` return value of the episode ``plan_reset`` started."""
         return self._observation(), self._info()
 
     def step(self, action):
+        return self.finish_step(self.plan_step(action))
+
+    # The two halves of ``step``, so that a vector environment (ragenv.envs.vector) can batch the
+    # frozen-LLM work of many sub-environments (``pending_llm_work``) into one ``resolve`` between them.
+    def plan_step(self, action) -> int:
+        """Check the episode and the action; the action as an int (changes nothing)."""
         if self._current is None:
             raise RagenvError("call reset() before step(): the episode has ended or not started")
-        value = self.validate_action(action)
+        return self.validate_action(action)
+
+    def pending_llm_work(self, value: int) -> list[tuple[Question, tuple[int, ...]]]:
+        """The answer states that ``finish_step(value)`` will ask the frozen LLM about."""
+        return [(self._current, self._rows)] if value == ANSWER else []
+
+    def finish_step(self, value: int):
+        """Carry out a checked action (from ``plan_step``); the ``step`` return value."""
         if value != ANSWER:
             option = value - 1
             self._retrieve(self.question_state(self._current).rows[option])
