@@ -141,33 +141,44 @@ def demo(
 
 @app.command()
 def precompute(
-    env: str = typer.Option("SmartRAG-v0", help="Environment id (SmartRAG-v0)."),
+    env: str = typer.Option("SmartRAG-v0", help="Environment id (SmartRAG-v0 or RAGRetrieval-v0)."),
     dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
     split: str = typer.Option("train", help="train, dev, test, or all."),
     limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
-    k: Optional[int] = typer.Option(None, help="Passages per retrieval (default 3)."),
+    k: Optional[int] = typer.Option(None, help="Passages per retrieval (SmartRAG-v0) or per question (RAGRetrieval-v0); default 3."),
     max_retrievals: Optional[int] = typer.Option(None, help="Retrieval quota per question (default 1): states to cover."),
     batch_size: int = typer.Option(16, min=1, help="Questions per batch (each batch is saved as it finishes)."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    ray: bool = typer.Option(False, "--ray", help="Compute shards of the questions as Ray tasks, each into a private cache, "
+                                                  "and merge them into the cache (pip install 'ragenv[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, help="With --ray: the cluster to join (`ray start --head` prints it; "
+                                                         "'auto' finds a local one). Default: a private local Ray instance."),
+    workers: Optional[int] = typer.Option(None, min=1, help="With --ray: shards to cut (default: the cluster's CPUs)."),
 ):
-    """Fill the reward cache with every frozen-LLM result SmartRAG-v0 episodes can reach (batched)."""
+    """Fill the reward cache in batches: every frozen-LLM result SmartRAG-v0 episodes can reach, or
+    RAGRetrieval-v0's closed-book baseline and first-stage top-k choice per question.
+
+    --ray spreads the questions over a Ray cluster (README: Speed, Ray precompute).
+    """
     import time
 
-    import gymnasium as gym
-
-    import ragenv  # noqa: F401
+    from ragenv.distributed import PrecomputeJob, make_env, ray_precompute
     from ragenv.evaluate import env_options_for
-    from ragenv.registry import env_family
 
-    if env_family(env) != "smartrag":
-        raise RagenvError(f"precompute fills the cache for SmartRAG-v0; {env} computes its LLM results in its evaluation "
-                          "batches already")
-    options = env_options_for(env, k=k, max_retrievals=max_retrievals)
+    if workers is not None and not (ray or ray_address):
+        raise RagenvError("--workers sets the Ray shards: add --ray")
+    job = PrecomputeJob(env=env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
+                        env_options=env_options_for(env, k=k, max_retrievals=max_retrievals), batch_size=batch_size)
     started = time.perf_counter()
-    environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
-                           features=False, **options)
-    base = environment.unwrapped
+    if ray or ray_address:
+        report = ray_precompute(job, address=ray_address, workers=workers, log=console.print)
+        console.print(f"precomputed {report['questions']} questions x {report['states_per_question']} states of {env} "
+                      f"({dataset}/{split}, {llm}) in {report['shards']} Ray shards: {report['llm_sequences_computed']} "
+                      f"LLM sequences computed, {report['entries_added']} new cache entries merged, "
+                      f"{time.perf_counter() - started:.1f} s; cache {report['cache']}")
+        return
+    base = make_env(job)
     from ragenv.journal import RunJournal
 
     journal = RunJournal("precompute", {"env": env, "options": base.env_options, "llm_fingerprint": base.scorer.fingerprint,

@@ -422,7 +422,9 @@ def test_cli_errors_are_one_line(cli):
                                   cache=cache), "unknown agent")
     assert_one_line_error(run_cli("evaluate", "--env", "RAGRetrieval-v0", "--agent", "bm25s", "--alpha", "0.1", *data,
                                   cache=cache), "--alpha")
-    assert_one_line_error(run_cli("precompute", "--env", "RAGRetrieval-v0", *data, cache=cache), "SmartRAG-v0")
+    # RAGRetrieval-v0 is precomputed too (tests/test_distributed.py); SmartRAGText-v0 asks the frozen LLM nothing
+    assert_one_line_error(run_cli("precompute", "--env", "SmartRAGText-v0", *data, cache=cache), "SmartRAG-v0")
+    assert_one_line_error(run_cli("precompute", "--workers", "2", *data, cache=cache), "--ray")
 
 
 def test_alpha_sweep_writes_a_png(cli, precomputed, tmp_path):

@@ -1,0 +1,182 @@
+"""Parallel precomputation of the reward cache with Ray (``ragenv precompute --ray``).
+
+The questions are cut into shards. Each shard is one Ray task: in a fresh process (on any
+machine of the Ray cluster) it builds the environment with a *private* reward cache file and
+runs the single-process code path on its questions (``SmartRAGEnv.precompute`` or
+``RAGRetrievalEnv.precompute``), then returns that SQLite file's bytes. The driver merges
+each returned file into the main cache with :meth:`RewardCache.merge_from` (one transaction per
+shard) as the shards finish, so an interrupted run keeps the shards already merged.
+
+Shards are whole multiples of ``batch_size`` questions, taken in order, so every LLM batch a
+task runs is a batch the single process runs: the merged cache holds exactly the keys and
+values of ``ragenv precompute`` without ``--ray`` (``tests/test_distributed.py``).
+
+Every Ray node needs ragenv installed and the data (``RAGENV_DATA`` or the checked download);
+a node converts the GGUF model once into its own ``RAGENV_CACHE``. Only the results travel.
+Questions already in the main cache are recomputed by the tasks (they cannot read the
+driver's file); the merge keeps the entries already there.
+
+Ray is an optional dependency: ``pip install 'ragenv[ray]'``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ragenv.errors import ConfigError, RagenvError
+from ragenv.reward_cache import RewardCache
+
+SUPPORTED = ("RAGRetrieval-v0", "SmartRAG-v0")
+_PASSED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
+
+
+@dataclass(frozen=True)
+class PrecomputeJob:
+    """What to precompute: the environment as ``ragenv precompute`` builds it."""
+
+    env: str = "SmartRAG-v0"
+    dataset: str = "nq"
+    split: str = "train"
+    limit: int | None = None
+    llm: str = "gemma-3-270m"
+    data_dir: str | None = None
+    env_options: dict = field(default_factory=dict)  # k, max_retrievals, ... (ragenv.evaluate.env_options_for)
+    batch_size: int = 16
+
+    def __post_init__(self):
+        if self.env not in SUPPORTED:
+            raise ConfigError(f"precompute fills the reward cache of {' and '.join(SUPPORTED)}, not {self.env!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size!r}")
+
+
+def make_env(job: PrecomputeJob, cache: RewardCache | str | os.PathLike | None = None):
+    """The environment of ``job`` (no encoder features: precompute needs none), over ``cache``."""
+    import gymnasium as gym
+
+    import ragenv  # noqa: F401 (registers the environments)
+
+    if cache is not None and not isinstance(cache, RewardCache):
+        cache = RewardCache(cache)
+    env = gym.make(job.env, dataset=job.dataset, split=job.split, limit=job.limit, llm=job.llm,
+                   data_dir=job.data_dir, features=False, cache=cache, **job.env_options)
+    return env.unwrapped
+
+
+def question_ids(job: PrecomputeJob) -> list[str]:
+    """The ids of the questions ``job`` covers, in order (the environment's split and limit)."""
+    from ragenv.data import load_dataset
+
+    questions = load_dataset(job.dataset, job.data_dir).split(job.split)
+    return [q.id for q in (questions if job.limit is None else questions[: job.limit])]
+
+
+def shard_questions(question_ids: Sequence[str], shards: int, batch_size: int) -> list[list[str]]:
+    """At most ``shards`` contiguous shards of whole ``batch_size`` batches, as even as batches allow.
+
+    Only the last batch may be short, exactly as in the single-process run.
+    """
+    if shards < 1 or batch_size < 1:
+        raise ConfigError("shards and batch_size must be at least 1")
+    ids = list(question_ids)
+    batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+    shards = min(shards, len(batches))
+    out, start = [], 0
+    for n in range(shards):
+        count = len(batches) // shards + (1 if n < len(batches) % shards else 0)
+        out.append([q for batch in batches[start:start + count] for q in batch])
+        start += count
+    return out
+
+
+def compute_shard(job: PrecomputeJob, question_ids: Sequence[str], cache_path: str | os.PathLike) -> dict:
+    """Fill the (private) cache file ``cache_path`` for ``question_ids`` with the single-process code path."""
+    cache = RewardCache(cache_path)
+    try:
+        base = make_env(job, cache)
+        questions = [base.question_by_id(q) for q in question_ids]
+        started = time.perf_counter()
+        report = base.precompute(questions, batch_size=job.batch_size, progress=False)
+        report.update(seconds=time.perf_counter() - started, model_loads=base.scorer.stats.model_loads,
+                      host=os.uname().nodename, pid=os.getpid())
+        cache.checkpoint()  # everything in the main file: the task ships the file alone
+        return report
+    finally:
+        cache.close()
+
+
+def _shard_task(job_fields: dict, question_ids: list[str]) -> tuple[bytes, dict]:
+    """A Ray task: compute one shard into a temporary private cache and return the file's bytes."""
+    job = PrecomputeJob(**job_fields)
+    with tempfile.TemporaryDirectory(prefix="ragenv-shard-") as folder:
+        path = Path(folder) / "shard.sqlite"
+        report = compute_shard(job, question_ids, path)
+        return path.read_bytes(), report
+
+
+def ray_precompute(job: PrecomputeJob, *, address: str | None = None, workers: int | None = None,
+                   cpus_per_task: float = 1.0, cache: RewardCache | None = None,
+                   log: Callable[[str], None] | None = None, progress: bool = True) -> dict:
+    """Precompute ``job`` with Ray tasks and merge every shard into ``cache`` (default: the main cache).
+
+    ``address``: a running cluster (``ray start --head`` prints it; ``"auto"`` finds a local
+    one); None starts a private local Ray instance. ``workers``: shards to cut (default: the
+    cluster's CPUs / ``cpus_per_task``). Each task reserves ``cpus_per_task`` CPUs, and Ray sets
+    the task's torch threads to match.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("Ray is not installed: pip install 'ragenv[ray]' (or pip install ray)") from None
+    log = log or (lambda message: None)
+    ids = question_ids(job)
+    cache = RewardCache() if cache is None else cache  # (an empty cache is falsy: it has __len__)
+    started_here = False
+    if not ray.is_initialized():
+        if address:
+            kwargs = {"address": address}
+        else:  # a private local instance: its workers read the data and model caches this process reads
+            env_vars = {k: v for k, v in os.environ.items() if k.startswith("RAGENV_") or k in _PASSED_ENV}
+            kwargs = {"num_cpus": workers or os.cpu_count(), "include_dashboard": False,
+                      "runtime_env": {"env_vars": env_vars}}
+        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+        started_here = True
+    try:
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        shards = shard_questions(ids, workers or max(1, int(cpus // cpus_per_task)), job.batch_size)
+        log(f"{len(ids)} questions in {len(shards)} Ray shards ({cpus:g} CPUs in the cluster, "
+            f"{cpus_per_task:g} per task) -> {cache.path}")
+        task = ray.remote(num_cpus=cpus_per_task, max_retries=2)(_shard_task)
+        fields = asdict(job)
+        pending = {task.remote(fields, shard): n for n, shard in enumerate(shards)}
+        reports, merged, clock = [], 0, time.perf_counter()
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, disable=not progress, transient=True) as bar:
+            bar_task = bar.add_task(f"{job.env} precompute on Ray (shards)", total=len(shards))
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                shard = pending.pop(done[0])
+                try:
+                    blob, report = ray.get(done[0])
+                except ray.exceptions.RayError as exc:
+                    raise RagenvError(f"Ray shard {shard} failed: {str(exc).splitlines()[0]}") from None
+                with tempfile.TemporaryDirectory(prefix="ragenv-merge-") as folder:
+                    path = Path(folder) / "shard.sqlite"
+                    path.write_bytes(blob)
+                    added = cache.merge_from(path)
+                merged += added
+                reports.append({**report, "shard": shard, "entries_added": added})
+                bar.advance(bar_task)
+        return {"questions": len(ids), "shards": len(shards), "states_per_question": reports[0]["states_per_question"]
+                if reports else 0, "llm_sequences_computed": sum(r["llm_sequences_computed"] for r in reports),
+                "entries_added": merged, "seconds": time.perf_counter() - clock, "cache": str(cache.path),
+                "per_shard": sorted(reports, key=lambda r: r["shard"])}
+    finally:
+        if started_here:
+            ray.shutdown()
