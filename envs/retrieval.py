@@ -236,6 +236,29 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
             raise InvalidActionError(f"action chooses a passage twice: {rows}")
         return rows
 
+    def passage_feedback(self, requests: Sequence[tuple[Question, Sequence[int]]]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-passage feedback for retriever training (R3's environment signal).
+
+        For each (question, rows): the frozen LLM's mean log-prob of the gold answer (best
+        alias) closed-book, shape [n], and given the question with each single passage,
+        shape [n, len(rows)] (NaN where a row is -1). One batched scorer call; every value
+        comes from, or goes into, the reward cache.
+        """
+        width = max((len(rows) for _, rows in requests), default=0)
+        prompts = [PromptRequest(q, ()) for q, _ in requests]
+        slots = []
+        for n, (q, rows) in enumerate(requests):
+            for j, row in enumerate(rows):
+                if int(row) >= 0:
+                    prompts.append(PromptRequest(q, (self.corpus[int(row)],)))
+                    slots.append((n, j))
+        results = self.scorer.run(prompts)
+        closed = np.array([r.score.mean_logprob for r in results[: len(requests)]], dtype=np.float32)
+        single = np.full((len(requests), width), np.nan, dtype=np.float32)
+        for (n, j), result in zip(slots, results[len(requests):]):
+            single[n, j] = result.score.mean_logprob
+        return closed, single
+
     # ------------------------------------------------------------------ outcome (shared by step and batch evaluation)
     def outcomes(self, requests: Sequence[tuple[Question, Sequence[int]]]) -> list[StepOutcome]:
         """Rewards and info for many (question, rows) choices, with batched LLM calls."""

@@ -242,6 +242,49 @@ def train_ppo(
                   f"ragenv evaluate --env {env} --agent ppo:{output} --dataset {dataset} --split test --llm {llm} --alpha {alpha:g}")
 
 
+@train_app.command("r3")
+def train_r3(
+    output: str = typer.Option(..., help="Folder for the trained retriever (evaluate it with --agent r3:DIR)."),
+    dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
+    split: str = typer.Option("train", help="Split to train on."),
+    limit: Optional[int] = typer.Option(500, help="Only the first N questions of the split (default 500; 0 = all)."),
+    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM whose feedback trains the retriever."),
+    first_stage: str = typer.Option("bm25s", help="bm25s, pyserini, bag-of-tokens (SiDR) or dense-reindex (ablation)."),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the questions (default: R3Config.epochs)."),
+    batch_size: Optional[int] = typer.Option(None, help="Questions per step (default: R3Config.batch_size)."),
+    learning_rate: Optional[float] = typer.Option(None, help="AdamW learning rate (default: R3Config.learning_rate)."),
+    candidates: Optional[int] = typer.Option(None, help="m: first-stage candidates re-ranked live (default 20)."),
+    reindex_every: Optional[int] = typer.Option(None, help="dense-reindex: steps between full re-encodes (0: each epoch)."),
+    seed: int = typer.Option(0, help="Seed of the question order and positive draws."),
+    overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
+    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+):
+    """Train the R3 retriever on RAGRetrieval-v0's feedback (scores the first-stage candidates first; resumable)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    import gymnasium as gym
+
+    import ragenv  # noqa: F401
+    from ragenv.agents.r3 import R3Config, train
+
+    if (Path(output) / "model.pt").exists() and not overwrite:
+        raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
+    overrides = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                 "num_candidates": candidates, "reindex_every": reindex_every}
+    config = replace(R3Config(first_stage=first_stage, seed=seed), **{k: v for k, v in overrides.items() if v is not None})
+    environment = gym.make("RAGRetrieval-v0", dataset=dataset, split=split, limit=limit or None, llm=llm,
+                           data_dir=data_dir, features=False, k=config.k, num_candidates=config.num_candidates)
+    agent = train(environment, config, output, progress=True, resume=not overwrite, log=console.print)
+    info = agent.metadata["training"]
+    console.print(f"trained {info['steps']} steps over {info['questions']} questions in {info['seconds']:.1f} s "
+                  f"(feedback {info['feedback_seconds']:.1f} s, {info['feedback_llm_sequences']} LLM sequences; "
+                  f"{info['training_llm_sequences']} more during training; {info['reindexes']} re-indexes, "
+                  f"{info['reindex_seconds']:.1f} s)")
+    console.print(f"saved {output}; evaluate with: ragenv evaluate --env RAGRetrieval-v0 --agent r3:{output} "
+                  f"--dataset {dataset} --split test --llm {llm}")
+
+
 @smartrag_app.command("alpha-sweep")
 def smartrag_alpha_sweep(
     output: str = typer.Option(..., help="The PNG to write (its numbers go next to it as .json)."),

@@ -20,6 +20,7 @@ RETRIEVAL_AGENTS = {
     "closed-book": "no passages",
     "oracle": "the gold passages (upper bound)",
     "random": "k uniformly random passages",
+    "r3:DIR": "an R3 retriever trained by `ragenv train r3 --output DIR` (first stage, then its live re-rank)",
 }
 
 SMARTRAG_AGENTS = {
@@ -33,6 +34,7 @@ SMARTRAG_AGENTS = {
     "ppo:DIR": "a MaskablePPO policy trained by `ragenv train ppo --output DIR`",
 }
 PPO_PREFIX = "ppo:"
+R3_PREFIX = "r3:"
 
 
 def env_family(env_id: str) -> str:
@@ -72,17 +74,18 @@ def agent_needs_features(name: str) -> bool:
 
 
 def agent_fingerprint(name: str) -> str:
-    """What identifies an agent's behaviour: its name, plus a digest of the saved model for ``ppo:DIR``."""
-    if not name.startswith(PPO_PREFIX):
+    """What identifies an agent's behaviour: its name, plus a digest of the saved model for ``ppo:DIR``/``r3:DIR``."""
+    prefix = next((p for p in (PPO_PREFIX, R3_PREFIX) if name.startswith(p)), None)
+    if prefix is None:
         return name
     import hashlib
 
-    folder = Path(name[len(PPO_PREFIX):]).expanduser()
+    folder = Path(name[len(prefix):]).expanduser()
     digest = hashlib.sha256()
-    for part in ("model.zip", "agent.json", "vecnormalize.pkl"):
+    for part in ("model.zip", "agent.json", "vecnormalize.pkl", "model.pt", "passages.npy"):
         if (folder / part).is_file():
             digest.update(part.encode() + (folder / part).read_bytes())
-    return f"{PPO_PREFIX}{digest.hexdigest()[:16]}"
+    return f"{prefix}{digest.hexdigest()[:16]}"
 
 
 def check_agent_name(name: str, env_id: str) -> None:
@@ -93,6 +96,12 @@ def check_agent_name(name: str, env_id: str) -> None:
         if not (folder / "model.zip").is_file():
             raise ConfigError(f"no trained PPO agent in {str(folder)!r} (model.zip is missing); "
                               "train one with `ragenv train ppo --output DIR` and pass --agent ppo:DIR")
+        return
+    if env_family(env_id) == "retrieval" and name.startswith(R3_PREFIX):
+        folder = Path(name[len(R3_PREFIX):]).expanduser()
+        if not (folder / "model.pt").is_file() or not (folder / "agent.json").is_file():
+            raise ConfigError(f"no trained R3 agent in {str(folder)!r} (model.pt or agent.json is missing); "
+                              "train one with `ragenv train r3 --output DIR` and pass --agent r3:DIR")
         return
     if name not in known:
         raise ConfigError(f"unknown agent {name!r} for {env_id}: use one of {', '.join(known)}")
@@ -114,6 +123,10 @@ def make_agent(name: str, env: gym.Env, seed: int = 0):
         return RetrieverAgent(base, "bm25s", name="bm25s")
     if name == "dense":
         return RetrieverAgent(base, "dense", name="dense")
+    if name.startswith(R3_PREFIX):
+        from ragenv.agents.r3.agent import R3Agent
+
+        return R3Agent.load(name[len(R3_PREFIX):], env=base)
     if name == "closed-book":
         return ClosedBookAgent(base)
     if name == "oracle":

@@ -30,6 +30,21 @@ class Index(ABC):
         return rows[0], scores[0]
 
 
+def top_k_by_score(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best-first top-k columns of each row of ``scores`` [n_queries, N]: rows int64 and scores float32,
+    padded with -1 / 0 when ``k`` exceeds N."""
+    n = scores.shape[1]
+    kk = min(k, n)
+    top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    rows = np.full((len(scores), k), -1, dtype=np.int64)
+    out = np.zeros((len(scores), k), dtype=np.float32)
+    rows[:, :kk] = np.take_along_axis(top, order, axis=1)
+    out[:, :kk] = np.take_along_axis(top_scores, order, axis=1)
+    return rows, out
+
+
 def index_path(kind: str, config: dict, corpus: Corpus) -> Path:
     """Cache folder for one (kind, configuration, corpus) triple."""
     blob = json.dumps({"kind": kind, "config": config, "corpus": corpus.fingerprint}, sort_keys=True)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ragenv.data import Corpus
 from ragenv.encoder import Encoder, EncoderConfig
-from ragenv.index.base import Index, build_once, index_path
+from ragenv.index.base import Index, build_once, index_path, top_k_by_score
 
 
 FORMAT = 2  # bump when the stored embeddings change meaning (2: unit length in float32)
@@ -56,17 +56,8 @@ class DenseIndex(Index):
 
     def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows by inner product for already-encoded queries."""
-        n = len(self.corpus)
-        kk = min(k, n)
         scores = np.asarray(queries, dtype=np.float32) @ np.asarray(self.embeddings).T
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        rows = np.full((len(queries), k), -1, dtype=np.int64)
-        out = np.zeros((len(queries), k), dtype=np.float32)
-        rows[:, :kk] = np.take_along_axis(top, order, axis=1)
-        out[:, :kk] = np.take_along_axis(top_scores, order, axis=1)
-        return rows, out
+        return top_k_by_score(scores, k)
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.search_vectors(self.query_encoder.encode(list(queries)), k)

@@ -1,0 +1,478 @@
+"""R3 training: reinforced contrastive learning on RAGRetrieval-v0's own feedback (arXiv 2510.24652).
+
+One training step, for a batch of questions (the loop reads like CleanRL: all of it is here):
+
+1. **Retrieve** with the current parameters: the first stage gives the top-``m`` candidates
+   (``bm25s``/``pyserini``: a frozen BM25 index; ``bag-of-tokens``: SiDR's frozen binary
+   token index searched with the live query vocabulary vector; ``dense-reindex``, the
+   ablation: a full dense index of the corpus rebuilt every ``reindex_every`` steps), then the
+   live dense head re-ranks them.
+2. **Environment feedback**: the frozen LLM's probability of the gold answer given the
+   question and each single candidate (``RAGRetrievalEnv.passage_feedback``: shared scorer,
+   reward cache). Misses are scored on the spot and counted in the history.
+3. **Label** with the per-question thresholds fixed before training (:func:`thresholds`):
+   above ``T+`` positive, below ``T-`` negative, in between unused.
+4. **Update** with InfoNCE: each question's positive (drawn at random among its positives)
+   against its hardest negatives under the current ranking (on-policy) and every other
+   passage of the batch (in-batch negatives). Dense head: parametric-parametric pairs; with
+   the vocabulary head on, also its parametric-parametric, parametric-sparse and
+   sparse-parametric pairs.
+
+Checkpoints (``DIR/checkpoint/``: weights, optimizer, step, history, generators) are written
+every ``checkpoint_every`` steps and at each epoch end; a killed run resumes exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ragenv.data import Question
+from ragenv.errors import ConfigError, RagenvError
+
+FIRST_STAGES = ("bm25s", "pyserini", "bag-of-tokens", "dense-reindex")
+AGENT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class R3Config:
+    """Everything that determines an R3 run; the defaults produce the README's result."""
+
+    encoder: str = "all-MiniLM-L6-v2"
+    first_stage: str = "bm25s"  # see FIRST_STAGES; the README explains why BM25 and not bag-of-tokens
+    num_candidates: int = 20  # m: first-stage candidates re-ranked live (and scored by the LLM)
+    k: int = 3  # passages handed to the LLM at evaluation
+    epochs: int = 2
+    batch_size: int = 16  # questions per step
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.01
+    temperature: float = 0.05
+    hard_negatives: int = 3  # per question, the negatives the current model ranks highest
+    threshold_margin: float = 0.5  # T+ >= closed-book log-prob + margin (nats per answer token)
+    positive_quantile: float = 0.75  # T+ >= this quantile of the initial candidates' log-probs
+    negative_quantile: float = 0.5  # T- <= this quantile
+    vocab_head: bool | None = None  # train the vocabulary head (None: only with the bag-of-tokens first stage)
+    activation: str = "elu1p"
+    reindex_every: int = 0  # dense-reindex ablation: steps between full re-encodes (0: once per epoch)
+    max_query_tokens: int = 64
+    max_passage_tokens: int = 160
+    checkpoint_every: int = 25
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.first_stage not in FIRST_STAGES:
+            raise ConfigError(f"unknown R3 first stage {self.first_stage!r}: use one of {', '.join(FIRST_STAGES)}")
+        if min(self.num_candidates, self.k, self.epochs, self.batch_size) < 1 or self.k > self.num_candidates:
+            raise ConfigError("R3 needs num_candidates >= k >= 1, epochs >= 1 and batch_size >= 1")
+        if not (0.0 <= self.negative_quantile <= self.positive_quantile <= 1.0):
+            raise ConfigError("R3 thresholds need 0 <= negative_quantile <= positive_quantile <= 1")
+        if self.learning_rate <= 0 or self.temperature <= 0:
+            raise ConfigError("R3 learning_rate and temperature must be positive")
+
+    @property
+    def uses_vocab_head(self) -> bool:
+        return self.first_stage == "bag-of-tokens" if self.vocab_head is None else bool(self.vocab_head)
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def thresholds(closed_book: np.ndarray, candidate_logprobs: np.ndarray, config: R3Config) -> tuple[np.ndarray, np.ndarray]:
+    """Per-question ``(T+, T-)``, fixed before training from the starting retriever's candidates.
+
+    The documented rule, with ``c`` the closed-book log-prob and ``S`` the log-probs given each
+    initial candidate: ``T+ = max(c + margin, quantile(S, positive_quantile))`` and
+    ``T- = min(c + margin, quantile(S, negative_quantile))``. A positive must beat answering
+    closed-book by the margin and be among the better candidates; a negative helps less than
+    that margin or sits in the worse half. ``T- <= T+`` always.
+    """
+    upper = np.nanquantile(candidate_logprobs, config.positive_quantile, axis=1)
+    lower = np.nanquantile(candidate_logprobs, config.negative_quantile, axis=1)
+    helpful = closed_book + config.threshold_margin
+    return np.maximum(helpful, upper).astype(np.float32), np.minimum(helpful, lower).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- the retriever with its first stage
+
+
+class R3Retriever:
+    """The encoder plus its first stage: ``retrieve(questions)`` -> candidates, live scores, top-k."""
+
+    def __init__(self, config: R3Config, corpus, device: str = "cpu"):
+        from ragenv.agents.r3.model import R3Encoder
+        from ragenv.encoder import resolve_encoder_path
+
+        self.config, self.corpus = config, corpus
+        self.encoder = R3Encoder(resolve_encoder_path(config.encoder), config.activation, config.max_query_tokens,
+                                 config.max_passage_tokens, device)
+        self._first_stage = None
+        self._bm25_memo: dict[str, np.ndarray] = {}
+        self.passage_matrix: np.ndarray | None = None  # dense-reindex: the (stale) full index
+        self.reindex_seconds = 0.0
+        self.reindexes = 0
+
+    @property
+    def first_stage(self):
+        if self._first_stage is None:
+            from ragenv.index import make_index
+
+            kind = self.config.first_stage
+            if kind in ("bm25s", "pyserini"):
+                self._first_stage = make_index(kind, self.corpus)
+            elif kind == "bag-of-tokens":
+                from ragenv.agents.r3.model import BagOfTokensIndex
+
+                self._first_stage = BagOfTokensIndex(self.corpus, self.encoder, self.config.encoder)
+            else:
+                self._first_stage = make_index("dense", self.corpus, encoder=self.config.encoder)
+        return self._first_stage
+
+    def reindex(self, progress: bool = False) -> None:
+        """dense-reindex ablation: re-encode the whole corpus with the current parameters."""
+        started = time.perf_counter()
+        texts = self.corpus.contents
+        self.passage_matrix = self.encoder.encode_numpy(texts, "passage", ("dense",), batch_size=64)["dense"]
+        self.reindex_seconds += time.perf_counter() - started
+        self.reindexes += 1
+
+    def candidates(self, questions: Sequence[Question]) -> np.ndarray:
+        """First-stage top-m rows [n, m] with the current parameters (-1 pads)."""
+        m = self.config.num_candidates
+        kind = self.config.first_stage
+        if kind in ("bm25s", "pyserini"):  # frozen: memoised per question
+            todo = [q for q in questions if q.id not in self._bm25_memo]
+            if todo:
+                rows, _ = self.first_stage.search([q.question for q in todo], m)
+                self._bm25_memo.update({q.id: r for q, r in zip(todo, rows)})
+            return np.stack([self._bm25_memo[q.id] for q in questions])
+        texts = [q.question for q in questions]
+        if kind == "bag-of-tokens":
+            weights = self.encoder.encode_numpy(texts, "query", ("vocab",))["vocab"]
+            return self.first_stage.search_vectors(weights, m)[0]
+        from ragenv.index.base import top_k_by_score
+
+        queries = self.encoder.encode_numpy(texts, "query", ("dense",))["dense"]
+        matrix = self.passage_matrix if self.passage_matrix is not None else np.asarray(self.first_stage.embeddings)
+        return top_k_by_score(queries @ matrix.T, m)[0]
+
+    def rerank_scores(self, questions: Sequence[Question], rows: np.ndarray) -> np.ndarray:
+        """Live dense-head scores of each question's candidates [n, m] (-inf for -1 rows), no gradients."""
+        flat = [int(r) for r in rows.reshape(-1) if r >= 0]
+        unique = sorted(set(flat))
+        passages = self.encoder.encode_numpy([self.corpus[r].contents for r in unique], "passage", ("dense",))["dense"]
+        lookup = {r: i for i, r in enumerate(unique)}
+        queries = self.encoder.encode_numpy([q.question for q in questions], "query", ("dense",))["dense"]
+        scores = np.full(rows.shape, -np.inf, dtype=np.float32)
+        for n in range(len(questions)):
+            for j, r in enumerate(rows[n]):
+                if r >= 0:
+                    scores[n, j] = float(queries[n] @ passages[lookup[int(r)]])
+        return scores
+
+    def retrieve(self, questions: Sequence[Question], k: int | None = None) -> np.ndarray:
+        """The top-k rows [n, k] after the live re-rank (what the agent hands the LLM)."""
+        k = k or self.config.k
+        rows = self.candidates(questions)
+        scores = self.rerank_scores(questions, rows)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(rows, order, axis=1)
+        return np.where(np.take_along_axis(scores, order, axis=1) > -np.inf, top, -1)
+
+
+# --------------------------------------------------------------------------- the loss
+
+
+def info_nce(query: "torch.Tensor", passages: "torch.Tensor", targets: "torch.Tensor", mask: "torch.Tensor",
+             temperature: float) -> "torch.Tensor":
+    """Mean InfoNCE: query i against every passage, target column ``targets[i]``, ``mask`` False = excluded."""
+    import torch
+
+    logits = (query @ passages.T) / temperature
+    logits = logits.masked_fill(~mask, float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, targets)
+
+
+def _normalise(x):
+    import torch
+
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
+def contrastive_loss(retriever: R3Retriever, batch: list[Question], positives: list[int], negatives: list[list[int]],
+                     config: R3Config) -> tuple["torch.Tensor", dict]:
+    """InfoNCE over the batch's passages (positives first, then each question's hard negatives)."""
+    import torch
+
+    corpus, encoder = retriever.corpus, retriever.encoder
+    rows = list(positives) + [r for negs in negatives for r in negs]
+    owner = list(range(len(batch))) + [n for n, negs in enumerate(negatives) for _ in negs]
+    heads = ("dense", "vocab") if config.uses_vocab_head else ("dense",)
+    q = encoder.encode([x.question for x in batch], "query", heads)
+    p = encoder.encode([corpus[r].contents for r in rows], "passage", heads)
+    targets = torch.arange(len(batch))
+    # a passage equal to a question's own positive, other than the target column, is not a negative
+    rows_t = torch.tensor(rows)
+    mask = ~((rows_t.unsqueeze(0) == torch.tensor(positives).unsqueeze(1)) & (torch.arange(len(rows)).unsqueeze(0) != targets.unsqueeze(1)))
+    parts = {"dense": info_nce(q["dense"], p["dense"], targets, mask, config.temperature)}
+    if config.uses_vocab_head:
+        bow_q = torch.from_numpy(encoder.bag_of_tokens([x.question for x in batch], "query").toarray())
+        bow_p = torch.from_numpy(encoder.bag_of_tokens([corpus[r].contents for r in rows], "passage").toarray())
+        vq, vp = _normalise(q["vocab"]), _normalise(p["vocab"])
+        parts["vocab_pp"] = info_nce(vq, vp, targets, mask, config.temperature)
+        parts["vocab_ps"] = info_nce(vq, bow_p, targets, mask, 1.0)  # the first stage's own score (unnormalised doc)
+        parts["vocab_sp"] = info_nce(_normalise(bow_q), vp, targets, mask, config.temperature)
+    loss = sum(parts.values())
+    return loss, {name: float(value.detach()) for name, value in parts.items()}
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainingState:
+    step: int = 0
+    epoch: int = 0
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    llm_sequences: int = 0
+
+
+def feedback_for(env, questions: Sequence[Question], rows: np.ndarray, batch_size: int = 16,
+                 progress_callback: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-book [n] and single-passage [n, m] log-probs, in scorer calls of ``batch_size`` questions."""
+    closed, single = [], []
+    for start in range(0, len(questions), batch_size):
+        chunk = list(zip(questions[start:start + batch_size], rows[start:start + batch_size].tolist()))
+        c, s = env.passage_feedback(chunk)
+        closed.append(c)
+        single.append(s)
+        if progress_callback is not None:
+            progress_callback(len(chunk))
+    return np.concatenate(closed), np.concatenate(single)
+
+
+def prepare_feedback(env, config: R3Config, retriever: R3Retriever | None = None, progress: bool = True,
+                     log: Callable[[str], None] | None = None) -> dict:
+    """Score every first-stage candidate of the starting retriever (fills the cache) and fix the thresholds.
+
+    This is what ``ragenv precompute --env RAGRetrieval-v0 --r3-candidates`` runs; with a
+    fixed first stage (BM25) every later epoch is then served from the cache.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    base = env.unwrapped
+    retriever = retriever or R3Retriever(config, base.corpus)
+    questions = list(base.questions)
+    rows = retriever.candidates(questions)
+    before = base.scorer.stats.scored_sequences
+    started = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"R3 feedback: closed-book + {config.num_candidates} candidates per question",
+                            total=len(questions))
+        closed, single = feedback_for(base, questions, rows, progress_callback=lambda n: bar.advance(task, n))
+    upper, lower = thresholds(closed, single, config)
+    computed = base.scorer.stats.scored_sequences - before
+    if log:
+        log(f"feedback for {len(questions)} questions x {config.num_candidates} candidates: {computed} LLM sequences "
+            f"computed in {time.perf_counter() - started:.1f} s")
+    return {"question_ids": [q.id for q in questions], "closed_book": closed.tolist(), "upper": upper.tolist(),
+            "lower": lower.tolist(), "llm_sequences_computed": int(computed),
+            "seconds": time.perf_counter() - started,
+            "positives_per_question": float(np.mean(np.sum(single >= upper[:, None], axis=1))),
+            "negatives_per_question": float(np.mean(np.sum(single <= lower[:, None], axis=1)))}
+
+
+def _identity(env, config: R3Config) -> dict:
+    base = env.unwrapped
+    return {"config": asdict(config), "questions": base.dataset.split_fingerprint(base.split_name),
+            "limit": len(base.questions), "llm": base.scorer.fingerprint, "format": AGENT_FORMAT}
+
+
+def train(env, config: R3Config = R3Config(), output_dir: str | Path | None = None, *, progress: bool = True,
+          resume: bool = True, log: Callable[[str], None] | None = None) -> "R3Agent":
+    """Train R3 on the environment's split; save to ``output_dir`` (checkpoints there while running)."""
+    import random
+
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ragenv.agents.r3.agent import R3Agent
+
+    log = log or (lambda _message: None)
+    base = env.unwrapped
+    torch.manual_seed(config.seed)
+    retriever = R3Retriever(config, base.corpus)
+    output = Path(output_dir) if output_dir is not None else None
+    checkpoint = _Checkpoint(output / "checkpoint", _identity(env, config)) if output is not None else None
+
+    prepared = checkpoint.load_feedback() if (checkpoint and resume) else None
+    if prepared is None:
+        prepared = prepare_feedback(env, config, retriever, progress=progress, log=log)
+        if checkpoint:
+            checkpoint.save_feedback(prepared)
+    upper = dict(zip(prepared["question_ids"], prepared["upper"]))
+    lower = dict(zip(prepared["question_ids"], prepared["lower"]))
+
+    optimizer = torch.optim.AdamW(retriever.encoder.module.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    state = TrainingState()
+    saved = checkpoint.load() if (checkpoint and resume) else None
+    if saved is not None:
+        retriever.encoder.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        torch.set_rng_state(saved["torch_rng"])
+        random.setstate(saved["python_rng"])
+        log(f"resuming an interrupted R3 run at step {state.step} (epoch {state.epoch + 1})")
+
+    questions = list(base.questions)
+    steps_per_epoch = math.ceil(len(questions) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    module = retriever.encoder.module
+    module.train()
+    started = time.perf_counter() - state.seconds
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task("R3 training", total=total, completed=state.step, status="")
+        while state.step < total:
+            epoch, within = divmod(state.step, steps_per_epoch)
+            state.epoch = epoch
+            if config.first_stage == "dense-reindex" and (
+                    (config.reindex_every and state.step % config.reindex_every == 0 and state.step > 0)
+                    or (not config.reindex_every and within == 0 and state.step > 0)):
+                module.eval()
+                retriever.reindex()
+                module.train()
+            order = np.random.default_rng([config.seed, epoch]).permutation(len(questions))
+            batch = [questions[i] for i in order[within * config.batch_size:(within + 1) * config.batch_size]]
+            rng = np.random.default_rng([config.seed, epoch, within])
+            record = _train_step(retriever, base, batch, upper, lower, optimizer, rng, config)
+            state.llm_sequences += record["llm_sequences"]
+            state.step += 1
+            state.seconds = time.perf_counter() - started
+            state.history.append({"step": state.step, "epoch": epoch + 1, **record})
+            bar.update(task, completed=state.step,
+                       status=f"loss {record['loss']:.3f} top-{config.k} log-prob {record['topk_logprob']:.3f}")
+            if checkpoint and (state.step % config.checkpoint_every == 0 or state.step % steps_per_epoch == 0
+                               or state.step == total):
+                checkpoint.save(retriever, optimizer, state)
+            if state.step % steps_per_epoch == 0:
+                last = [h for h in state.history if h["epoch"] == epoch + 1]
+                log(f"epoch {epoch + 1}/{config.epochs}: loss {np.mean([h['loss'] for h in last if h['loss'] == h['loss']]):.3f}, "
+                    f"on-policy top-{config.k} answer log-prob {np.mean([h['topk_logprob'] for h in last]):.3f}, "
+                    f"{sum(h['llm_sequences'] for h in last)} new LLM sequences, {state.seconds:.0f} s")
+    module.eval()
+    training = {"steps": state.step, "epochs": config.epochs, "questions": len(questions),
+                "seconds": state.seconds, "feedback_seconds": prepared["seconds"],
+                "feedback_llm_sequences": prepared["llm_sequences_computed"],
+                "training_llm_sequences": state.llm_sequences, "reindexes": retriever.reindexes,
+                "reindex_seconds": retriever.reindex_seconds,
+                "positives_per_question": prepared["positives_per_question"],
+                "negatives_per_question": prepared["negatives_per_question"],
+                "dataset": base.dataset.name, "split": base.split_name, "llm": base.scorer.config.name,
+                "history": state.history}
+    agent = R3Agent(retriever, {"training": training}, base)
+    if output is not None:
+        agent.save(output)
+        checkpoint.remove()
+    return agent
+
+
+def _train_step(retriever: R3Retriever, env, batch: list[Question], upper: dict, lower: dict, optimizer, rng,
+                config: R3Config) -> dict:
+    """One on-policy step: retrieve, get feedback, label, update. Returns its record for the history."""
+    import torch
+
+    before = env.scorer.stats.scored_sequences
+    module = retriever.encoder.module
+    module.eval()  # the live ranking is measured without dropout
+    rows = retriever.candidates(batch)
+    live = retriever.rerank_scores(batch, rows)
+    module.train()
+    _, logprobs = env.passage_feedback(list(zip(batch, rows.tolist())))
+    order = np.argsort(-live, axis=1, kind="stable")
+    top = np.take_along_axis(logprobs, order[:, : config.k], axis=1)
+    chosen, positives, negatives = [], [], []
+    for n, question in enumerate(batch):
+        valid = rows[n] >= 0
+        pos = np.flatnonzero(valid & (logprobs[n] >= upper[question.id]))
+        neg = [j for j in order[n] if valid[j] and logprobs[n, j] <= lower[question.id]][: config.hard_negatives]
+        if len(pos) == 0:
+            continue  # no passage above T+: nothing to pull towards
+        chosen.append(question)
+        positives.append(int(rows[n, rng.choice(pos)]))
+        negatives.append([int(rows[n, j]) for j in neg])
+    record = {"questions_with_positive": len(chosen), "topk_logprob": float(np.nanmean(top)),
+              "llm_sequences": int(env.scorer.stats.scored_sequences - before), "loss": float("nan")}
+    if chosen:
+        loss, parts = contrastive_loss(retriever, chosen, positives, negatives, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        optimizer.step()
+        record.update(loss=float(loss.detach()), **parts)
+    return record
+
+
+class _Checkpoint:
+    """``checkpoint/``: the feedback and thresholds (once), then weights, optimizer and progress; atomic swaps."""
+
+    def __init__(self, folder: Path, identity: dict):
+        self.folder, self.identity = folder, identity
+
+    def _read(self, name: str):
+        try:
+            with open(self.folder / name, "rb") as handle:
+                payload = pickle.load(handle)
+        except Exception:  # noqa: BLE001 - missing or torn by a crash: not used
+            return None
+        return payload["data"] if payload.get("identity") == self.identity else None
+
+    def _write(self, name: str, data) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / (name + ".tmp")
+        with open(tmp, "wb") as handle:
+            pickle.dump({"identity": self.identity, "data": data}, handle)
+        tmp.replace(self.folder / name)
+
+    def load_feedback(self) -> dict | None:
+        return self._read("feedback.pkl")
+
+    def save_feedback(self, prepared: dict) -> None:
+        self._write("feedback.pkl", prepared)
+
+    def load(self) -> dict | None:
+        return self._read("state.pkl")
+
+    def save(self, retriever: R3Retriever, optimizer, state: TrainingState) -> None:
+        import random
+
+        import torch
+
+        self._write("state.pkl", {"model": retriever.encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "state": state, "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()})
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def load_config(folder: str | Path) -> R3Config:
+    """The R3Config saved with a trained agent (ConfigError when the folder holds none)."""
+    path = Path(folder).expanduser() / "agent.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"no trained R3 agent in {str(path.parent)!r} (agent.json is missing or unreadable); "
+                          "train one with `ragenv train r3 --output DIR`") from None
+    if meta.get("kind") != "r3" or meta.get("format") != AGENT_FORMAT:
+        raise RagenvError(f"{path} is not an R3 agent of format {AGENT_FORMAT}; retrain it with `ragenv train r3`")
+    return R3Config(**meta["config"])

@@ -1,0 +1,180 @@
+"""R3 reference retriever: heads, bag-of-tokens index, thresholds, training, resume, evaluation, bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import TEST_LLM
+
+TINY = dict(epochs=2, batch_size=4, num_candidates=5, k=2, checkpoint_every=1)
+
+
+@pytest.fixture(scope="module")
+def train_env(small_dataset, small_env):
+    """RAGRetrieval-v0 on the 8 train questions of the small folder, sharing small_env's SmolLM2."""
+    import gymnasium as gym
+
+    env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="train", llm=TEST_LLM, features=False,
+                   k=2, num_candidates=5, scorer=small_env.unwrapped.scorer)
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def trained(train_env, tmp_path_factory):
+    from ragenv.agents.r3 import R3Config, train
+
+    folder = tmp_path_factory.mktemp("r3") / "agent"
+    messages = []
+    agent = train(train_env, R3Config(**TINY), folder, progress=False, log=messages.append)
+    return agent, folder, messages
+
+
+def test_dense_head_starts_as_the_dense_baseline_and_vocab_head_is_sparse_lexical_shape(small_env):
+    from ragenv.agents.r3.model import R3Encoder
+    from ragenv.encoder import Encoder, resolve_encoder_path
+
+    texts = [q.question for q in small_env.unwrapped.questions[:4]]
+    r3 = R3Encoder(resolve_encoder_path("all-MiniLM-L6-v2"))
+    out = r3.encode_numpy(texts, "query", ("dense", "vocab"))
+    frozen = Encoder("all-MiniLM-L6-v2")
+    reference = frozen.encode(texts)
+    cosine = np.sum(out["dense"] * reference, axis=1)
+    tolerance = 1e-5 if "float32" in str(frozen.torch_dtype) else 2e-2  # the frozen encoder may run in bf16
+    assert np.all(cosine > 1 - tolerance), cosine
+    assert out["vocab"].shape == (4, 30522) and np.all(out["vocab"] >= 0)
+    bow = r3.bag_of_tokens(["the cat sat"], "query")
+    ids = r3.tokenizer("the cat sat", add_special_tokens=False)["input_ids"]
+    assert sorted(bow.indices.tolist()) == sorted(set(ids)) and np.all(bow.data == 1.0)
+
+
+def test_bag_of_tokens_index_finds_passages_by_their_wordpieces(small_env):
+    from ragenv.agents.r3.model import BagOfTokensIndex, R3Encoder
+    from ragenv.encoder import resolve_encoder_path
+
+    base = small_env.unwrapped
+    r3 = R3Encoder(resolve_encoder_path("all-MiniLM-L6-v2"))
+    index = BagOfTokensIndex(base.corpus, r3, "all-MiniLM-L6-v2")
+    assert index.matrix.shape == (len(base.corpus), 30522)
+    target = base.corpus[7]
+    query = r3.bag_of_tokens([target.contents], "passage").toarray()  # the passage's own wordpieces
+    rows, scores = index.search_vectors(query, 3)
+    assert rows[0, 0] == 7 and scores[0, 0] == pytest.approx(float(query.sum()))
+    again = BagOfTokensIndex(base.corpus, r3, "all-MiniLM-L6-v2")  # built once, then read from the cache
+    assert again.path == index.path and (again.matrix != index.matrix).nnz == 0
+
+
+def test_thresholds_follow_the_documented_rule():
+    from ragenv.agents.r3 import R3Config, thresholds
+
+    config = R3Config(threshold_margin=0.5, positive_quantile=0.75, negative_quantile=0.5)
+    closed = np.array([-5.0, -1.0], dtype=np.float32)
+    candidates = np.array([[-6, -4, -3, -2, np.nan], [-3, -2.5, -2, -1.8, -1.6]], dtype=np.float32)
+    upper, lower = thresholds(closed, candidates, config)
+    q75 = np.nanquantile(candidates, 0.75, axis=1)
+    q50 = np.nanquantile(candidates, 0.5, axis=1)
+    assert upper[0] == pytest.approx(max(-4.5, q75[0])) and lower[0] == pytest.approx(min(-4.5, q50[0]))
+    assert upper[1] == pytest.approx(-0.5) and lower[1] == pytest.approx(q50[1])  # closed-book is already good
+    assert np.all(lower <= upper)
+
+
+def test_training_learns_saves_and_evaluates_through_the_cli(trained, train_env, small_dataset):
+    agent, folder, messages = trained
+    training = agent.metadata["training"]
+    assert training["steps"] == 4 and training["feedback_llm_sequences"] > 0
+    assert training["training_llm_sequences"] == 0  # BM25 candidates: every epoch after the feedback is cached
+    losses = [h["loss"] for h in training["history"] if h["questions_with_positive"]]
+    assert losses and all(np.isfinite(losses))
+    assert any("epoch 2/2" in m for m in messages)
+    assert not (folder / "checkpoint").exists()  # removed once the agent is saved
+    meta = json.loads((folder / "agent.json").read_text())
+    assert meta["kind"] == "r3" and meta["config"]["num_candidates"] == 5
+    # act: k rows, all from the BM25 candidates, none twice
+    base = train_env.unwrapped
+    obs, info = train_env.reset(options={"question_id": base.questions[0].id})
+    rows = agent.act(obs, info)
+    assert rows.shape == (2,) and set(rows.tolist()) <= set(obs["candidate_ids"].tolist()) and len(set(rows)) == 2
+    out = folder.parent / "eval.json"
+    result = subprocess.run([sys.executable, "-m", "ragenv.cli", "evaluate", "--env", "RAGRetrieval-v0",
+                             "--agent", f"r3:{folder}", "--dataset", str(small_dataset), "--split", "test",
+                             "--limit", "4", "--k", "2", "--llm", TEST_LLM, "--output", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(out.read_text())
+    assert document["n"] == 4 and np.isfinite(document["metrics"]["reward"])
+    assert document["agent"] == f"r3:{folder}"
+
+
+def test_loaded_agent_acts_like_the_trained_one(trained, train_env):
+    from ragenv.agents.r3.agent import R3Agent
+
+    agent, folder, _ = trained
+    loaded = R3Agent.load(folder, train_env)
+    questions = train_env.unwrapped.questions
+    assert np.array_equal(loaded.act_batch(questions), agent.act_batch(questions))
+
+
+def test_interrupted_training_resumes_to_the_same_weights(trained, train_env, tmp_path, monkeypatch):
+    import torch
+
+    import ragenv.agents.r3.training as r3_train
+    from ragenv.agents.r3 import R3Config, train
+
+    reference = torch.load(trained[1] / "model.pt", weights_only=True)
+    real_step, calls = r3_train._train_step, []
+
+    def dies_after_three(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated kill")
+        calls.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(r3_train, "_train_step", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        train(train_env, R3Config(**TINY), tmp_path / "agent", progress=False)
+    assert (tmp_path / "agent" / "checkpoint" / "state.pkl").is_file()
+    monkeypatch.setattr(r3_train, "_train_step", real_step)
+    messages = []
+    agent = train(train_env, R3Config(**TINY), tmp_path / "agent", progress=False, log=messages.append)
+    assert any("resuming an interrupted R3 run at step 3" in m for m in messages)
+    resumed = agent.retriever.encoder.state_dict()
+    assert all(torch.equal(resumed[name], value) for name, value in reference.items())
+
+
+def test_semi_parametric_and_reindex_ablation_train(train_env, tmp_path):
+    from ragenv.agents.r3 import R3Config, train
+    from ragenv.agents.r3.agent import R3Agent
+
+    options = dict(TINY, epochs=1, checkpoint_every=10)
+    sidr = train(train_env, R3Config(first_stage="bag-of-tokens", **options), tmp_path / "sidr", progress=False)
+    parts = [h for h in sidr.metadata["training"]["history"] if h["questions_with_positive"]]
+    assert all({"vocab_pp", "vocab_ps", "vocab_sp"} <= set(h) for h in parts)  # the three sparse/parametric pairs
+    ablation = train(train_env, R3Config(first_stage="dense-reindex", **options), tmp_path / "dense", progress=False)
+    assert ablation.metadata["training"]["reindexes"] >= 1 and (tmp_path / "dense" / "passages.npy").is_file()
+    loaded = R3Agent.load(tmp_path / "dense", train_env)
+    assert loaded.act_batch(train_env.unwrapped.questions).shape == (8, 2)
+
+
+def test_bad_configuration_and_agents_are_rejected(small_dataset, tmp_path):
+    from ragenv.agents.r3 import R3Config
+    from ragenv.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="first stage"):
+        R3Config(first_stage="colbert")
+    with pytest.raises(ConfigError, match="num_candidates >= k"):
+        R3Config(k=5, num_candidates=3)
+    with pytest.raises(ConfigError, match="quantile"):
+        R3Config(negative_quantile=0.9, positive_quantile=0.5)
+    for args, expected in (
+        (["evaluate", "--env", "RAGRetrieval-v0", "--agent", f"r3:{tmp_path}/none", "--dataset", str(small_dataset)],
+         "no trained R3 agent"),
+        (["train", "r3", "--output", str(tmp_path / "x"), "--first-stage", "colbert", "--dataset", str(small_dataset)],
+         "unknown R3 first stage"),
+    ):
+        result = subprocess.run([sys.executable, "-m", "ragenv.cli", *args], capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0
+        assert expected in result.stderr + result.stdout and "Traceback" not in result.stderr
