@@ -292,8 +292,11 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         return results
 
     def precompute(self, questions: Sequence[Question] | None = None, *, batch_size: int = 16, progress: bool = True,
-                   on_batch: Callable[[list[Question]], None] | None = None) -> dict:
+                   on_batch: Callable[[list[Question]], None] | None = None, single_passages: bool = False) -> dict:
         """Fill the reward cache with each question's closed-book baseline and first-stage top-k choice.
+
+        ``single_passages``: also every first-stage candidate alone (:meth:`passage_feedback`), the
+        feedback R3 trains on; with it, R3 training on the same first stage makes no LLM calls.
 
         These are what every action's ``logprob_gain`` and the first-stage retriever agent
         need; other actions are scored when stepped. ``batch_size`` questions per
@@ -302,10 +305,12 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         """
         def work(chunk: list[Question]) -> None:
             self.outcomes([(q, [int(r) for r in self.candidates(q)[0][: self.k] if r >= 0]) for q in chunk])
+            if single_passages:
+                self.passage_feedback([(q, self.candidates(q)[0].tolist()) for q in chunk])
 
-        report = self._precompute_batches(questions, batch_size, progress, on_batch,
-                                          "RAGRetrieval precompute (closed-book + first-stage top-k)", work)
-        return {**report, "states_per_question": 1}
+        what = f"closed-book + first-stage top-{self.k}" + (f" + each of {self.num_candidates} candidates" if single_passages else "")
+        report = self._precompute_batches(questions, batch_size, progress, on_batch, f"RAGRetrieval precompute ({what})", work)
+        return {**report, "states_per_question": 1 + (self.num_candidates if single_passages else 0)}
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -155,6 +155,8 @@ def precompute(
     ray_address: Optional[str] = typer.Option(None, help="With --ray: the cluster to join (`ray start --head` prints it; "
                                                          "'auto' finds a local one). Default: a private local Ray instance."),
     workers: Optional[int] = typer.Option(None, min=1, help="With --ray: shards to cut (default: the cluster's CPUs)."),
+    single_passages: bool = typer.Option(False, "--single-passages", help="RAGRetrieval-v0: also score each of the 20 "
+                                         "first-stage candidates alone, the feedback `ragenv train r3` trains on."),
 ):
     """Fill the reward cache in batches: every frozen-LLM result SmartRAG-v0 episodes can reach, or
     RAGRetrieval-v0's closed-book baseline and first-stage top-k choice per question.
@@ -169,7 +171,8 @@ def precompute(
     if workers is not None and not (ray or ray_address):
         raise RagenvError("--workers sets the Ray shards: add --ray")
     job = PrecomputeJob(env=env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
-                        env_options=env_options_for(env, k=k, max_retrievals=max_retrievals), batch_size=batch_size)
+                        env_options=env_options_for(env, k=k, max_retrievals=max_retrievals), batch_size=batch_size,
+                        single_passages=single_passages)
     started = time.perf_counter()
     if ray or ray_address:
         report = ray_precompute(job, address=ray_address, workers=workers, log=console.print)
@@ -181,7 +184,7 @@ def precompute(
     base = make_env(job)
     from ragenv.journal import RunJournal
 
-    journal = RunJournal("precompute", {"env": env, "options": base.env_options, "llm_fingerprint": base.scorer.fingerprint,
+    journal = RunJournal("precompute", {"env": env, "options": {**base.env_options, **job.precompute_options}, "llm_fingerprint": base.scorer.fingerprint,
                                         "dataset_fingerprint": base.dataset.split_fingerprint(split), "limit": limit,
                                         "cache": str(base.scorer.cache.path)})
     finished = {qid for r in journal.load() for qid in r["precomputed"]}
@@ -190,7 +193,7 @@ def precompute(
     if finished:
         console.print(f"resuming an interrupted precompute: {len(base.questions) - len(remaining)} of "
                       f"{len(base.questions)} questions were already done ({journal.path})")
-    report = base.precompute(remaining, batch_size=batch_size, progress=True,
+    report = base.precompute(remaining, batch_size=batch_size, progress=True, **job.precompute_options,
                              on_batch=lambda chunk: journal.append([{"precomputed": [q.id for q in chunk]}]))
     journal.finish()
     work = base.scorer.stats

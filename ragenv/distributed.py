@@ -46,8 +46,16 @@ class PrecomputeJob:
     data_dir: str | None = None
     env_options: dict = field(default_factory=dict)  # k, max_retrievals, ... (ragenv.evaluate.env_options_for)
     batch_size: int = 16
+    single_passages: bool = False  # RAGRetrieval-v0: also each first-stage candidate alone (R3's feedback)
+
+    @property
+    def precompute_options(self) -> dict:
+        """Keyword arguments of the environment's ``precompute`` beyond the batching."""
+        return {"single_passages": True} if self.single_passages else {}
 
     def __post_init__(self):
+        if self.single_passages and not self.env.startswith("RAGRetrieval"):
+            raise ConfigError("single-passage feedback (--single-passages) is a RAGRetrieval-v0 precompute")
         if self.env not in SUPPORTED:
             raise ConfigError(f"precompute fills the reward cache of {' and '.join(SUPPORTED)}, not {self.env!r}")
         if self.batch_size < 1:
@@ -100,7 +108,7 @@ def compute_shard(job: PrecomputeJob, question_ids: Sequence[str], cache_path: s
         base = make_env(job, cache)
         questions = [base.question_by_id(q) for q in question_ids]
         started = time.perf_counter()
-        report = base.precompute(questions, batch_size=job.batch_size, progress=False)
+        report = base.precompute(questions, batch_size=job.batch_size, progress=False, **job.precompute_options)
         report.update(seconds=time.perf_counter() - started, model_loads=base.scorer.stats.model_loads,
                       host=os.uname().nodename, pid=os.getpid())
         cache.checkpoint()  # everything in the main file: the task ships the file alone

@@ -178,3 +178,18 @@ def test_bad_configuration_and_agents_are_rejected(small_dataset, tmp_path):
         result = subprocess.run([sys.executable, "-m", "ragenv.cli", *args], capture_output=True, text=True, timeout=300)
         assert result.returncode != 0
         assert expected in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_precompute_single_passages_is_exactly_r3_feedback(small_dataset, tmp_path):
+    """`ragenv precompute --single-passages` fills what R3 reads: its feedback pass then computes nothing."""
+    import gymnasium as gym
+
+    from ragenv.agents.r3 import R3Config, prepare_feedback
+
+    env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="train", limit=4, llm=TEST_LLM, features=False,
+                   k=2, num_candidates=5, cache=str(tmp_path / "cache.sqlite"))
+    report = env.unwrapped.precompute(single_passages=True, progress=False)
+    assert report["states_per_question"] == 6 and report["llm_sequences_computed"] > 0
+    prepared = prepare_feedback(env, R3Config(**TINY), progress=False)
+    assert prepared["llm_sequences_computed"] == 0
+    env.close()

@@ -64,6 +64,7 @@ class R3Config:
     max_query_tokens: int = 64
     max_passage_tokens: int = 160
     checkpoint_every: int = 25
+    device: str = "auto"  # auto: cuda when present, else cpu
     seed: int = 0
 
     def __post_init__(self):
@@ -105,13 +106,14 @@ def thresholds(closed_book: np.ndarray, candidate_logprobs: np.ndarray, config: 
 class R3Retriever:
     """The encoder plus its first stage: ``retrieve(questions)`` -> candidates, live scores, top-k."""
 
-    def __init__(self, config: R3Config, corpus, device: str = "cpu"):
+    def __init__(self, config: R3Config, corpus):
         from ragenv.agents.r3.model import R3Encoder
         from ragenv.encoder import resolve_encoder_path
+        from ragenv.llm import resolve_device
 
         self.config, self.corpus = config, corpus
         self.encoder = R3Encoder(resolve_encoder_path(config.encoder), config.activation, config.max_query_tokens,
-                                 config.max_passage_tokens, device)
+                                 config.max_passage_tokens, resolve_device(config.device))
         self._first_stage = None
         self._bm25_memo: dict[str, np.ndarray] = {}
         self.passage_matrix: np.ndarray | None = None  # dense-reindex: the (stale) full index
@@ -212,18 +214,19 @@ def contrastive_loss(retriever: R3Retriever, batch: list[Question], positives: l
 
     corpus, encoder = retriever.corpus, retriever.encoder
     rows = list(positives) + [r for negs in negatives for r in negs]
-    owner = list(range(len(batch))) + [n for n, negs in enumerate(negatives) for _ in negs]
     heads = ("dense", "vocab") if config.uses_vocab_head else ("dense",)
     q = encoder.encode([x.question for x in batch], "query", heads)
     p = encoder.encode([corpus[r].contents for r in rows], "passage", heads)
+    device = q["dense"].device
     targets = torch.arange(len(batch))
     # a passage equal to a question's own positive, other than the target column, is not a negative
     rows_t = torch.tensor(rows)
     mask = ~((rows_t.unsqueeze(0) == torch.tensor(positives).unsqueeze(1)) & (torch.arange(len(rows)).unsqueeze(0) != targets.unsqueeze(1)))
+    targets, mask = targets.to(device), mask.to(device)
     parts = {"dense": info_nce(q["dense"], p["dense"], targets, mask, config.temperature)}
     if config.uses_vocab_head:
-        bow_q = torch.from_numpy(encoder.bag_of_tokens([x.question for x in batch], "query").toarray())
-        bow_p = torch.from_numpy(encoder.bag_of_tokens([corpus[r].contents for r in rows], "passage").toarray())
+        bow_q = torch.from_numpy(encoder.bag_of_tokens([x.question for x in batch], "query").toarray()).to(device)
+        bow_p = torch.from_numpy(encoder.bag_of_tokens([corpus[r].contents for r in rows], "passage").toarray()).to(device)
         vq, vp = _normalise(q["vocab"]), _normalise(p["vocab"])
         parts["vocab_pp"] = info_nce(vq, vp, targets, mask, config.temperature)
         parts["vocab_ps"] = info_nce(vq, bow_p, targets, mask, 1.0)  # the first stage's own score (unnormalised doc)
