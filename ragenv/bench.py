@@ -5,6 +5,8 @@ What it measures (every figure in the JSON under ``results``; the machine under 
 - ``matmul_peak_flops``: a large square matrix product in the scorer's dtype (bfloat16 where
   the hardware computes it natively, see :func:`ragenv.llm.resolve_dtype`; else float32), best
   of several repeats: the ceiling the scorer's matrix products can reach.
+- ``matmul_model_shape_flops``: the same at the scored model's own shapes (mean prompt tokens x
+  hidden x MLP width): what its linear layers can reach, against which to read the scoring figure.
 - ``scoring_batched_tokens_per_s`` / ``scoring_single_tokens_per_s``: :meth:`FrozenLLM.run
   <ragenv.llm.FrozenLLM.run>` with the cache off (``use_cache=False``) on realistic RAG prompts
   (a question of the dataset and its 3 BM25 passages from the real corpus, scoring the gold
@@ -126,13 +128,14 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak_flops(device: str, dtype, n: int = 2048, repeats: int = 5) -> dict:
-    """FLOP/s of an n x n x n matrix product in ``dtype``, best of ``repeats`` (after one warm-up)."""
+def matmul_peak_flops(device: str, dtype, n: int = 2048, repeats: int = 5, shape: tuple[int, int, int] | None = None) -> dict:
+    """FLOP/s of an n x n x n matrix product in ``dtype`` (or an m x k x n ``shape``), best of ``repeats``."""
     import torch
 
+    m, k, n = shape or (n, n, n)
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
-    b = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
+    a = torch.randn(m, k, generator=generator).to(device=device, dtype=dtype)
+    b = torch.randn(k, n, generator=generator).to(device=device, dtype=dtype)
     inner = 1 if not device.startswith("cuda") else 20
     best = float("inf")
     with torch.inference_mode():
@@ -144,7 +147,7 @@ def matmul_peak_flops(device: str, dtype, n: int = 2048, repeats: int = 5) -> di
                 torch.matmul(a, b)
             _sync(device)
             best = min(best, (time.perf_counter() - start) / inner)
-    return {"flops": 2 * n ** 3 / best, "n": n, "seconds": best, "dtype": str(dtype).replace("torch.", "")}
+    return {"flops": 2 * m * k * n / best, "shape": [m, k, n], "seconds": best, "dtype": str(dtype).replace("torch.", "")}
 
 
 # --------------------------------------------------------------------------- scoring workload
@@ -173,6 +176,7 @@ def model_shape(model) -> dict:
     return {
         "non_embedding_params": int(sum(p.numel() for p in model.parameters() if id(p) not in skip)),
         "hidden": int(text.hidden_size),
+        "intermediate": int(getattr(text, "intermediate_size", None) or 4 * text.hidden_size),
         "vocab": int(head.weight.shape[0]) if head is not None else int(text.vocab_size),
         "layers": layers,
         "heads": heads,
@@ -380,6 +384,12 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
             scoring_forward_passes_single=single["forward_passes"],
             scoring_model=model_shape(scorer.model),
         )
+        # The same product at the model's own shapes (a prompt's tokens x hidden x MLP width): how much of
+        # the peak the model's linear layers can reach at all, so the scoring gap can be read against it.
+        shape = (batched["tokens"] // len(requests), results["scoring_model"]["hidden"],
+                 results["scoring_model"]["intermediate"])
+        results["matmul_model_shape_flops"] = matmul_peak_flops(device, dtype, shape=shape)["flops"]
+        results["matmul_model_shape"] = list(shape)
         del scorer
 
         env_scorer = FrozenLLM(llm_config, RewardCache(private / "reward_cache.sqlite"))
@@ -463,6 +473,7 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
 
 _ROWS = (
     ("matmul_peak_flops", "matmul peak", "FLOP/s"),
+    ("matmul_model_shape_flops", "matmul at the model's shapes", "FLOP/s"),
     ("scoring_flops", "scoring (batched) model FLOPs", "FLOP/s"),
     ("scoring_fraction_of_peak", "scoring FLOPs / matmul peak", ""),
     ("scoring_batched_tokens_per_s", "scoring, batched", "tokens/s"),
