@@ -250,7 +250,7 @@ def train_r3(
     output: str = typer.Option(..., help="Folder for the trained retriever (evaluate it with --agent r3:DIR)."),
     dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
     split: str = typer.Option("train", help="Split to train on."),
-    limit: Optional[int] = typer.Option(300, help="Only the first N questions of the split (default 300; 0 = all)."),
+    limit: Optional[int] = typer.Option(200, help="Only the first N questions of the split (default 200; 0 = all)."),
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM whose feedback trains the retriever."),
     first_stage: str = typer.Option("bm25s", help="bm25s, pyserini, bag-of-tokens (SiDR) or dense-reindex (ablation)."),
     epochs: Optional[int] = typer.Option(None, help="Passes over the questions (default: R3Config.epochs)."),

@@ -51,7 +51,7 @@ class R3Config:
     k: int = 3  # passages handed to the LLM at evaluation
     epochs: int = 2
     batch_size: int = 16  # questions per step
-    learning_rate: float = 5e-5  # few steps (2 epochs of 300 questions): higher than the usual 2e-5
+    learning_rate: float = 5e-5  # few steps (2 epochs of 200 questions): higher than the usual 2e-5
     weight_decay: float = 0.01
     temperature: float = 0.05
     hard_negatives: int = 3  # per question, the negatives the current model ranks highest
