@@ -16,10 +16,10 @@ time. Actions are uniform over the legal ones, seeded.
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import pytest
 
 import ragenv  # noqa: F401
+from ragenv.bench import run_smartrag_episodes
 from tests.conftest import TEST_LLM
 from tests.test_smartrag import N_QUESTIONS, one_torch_thread, short_dataset  # noqa: F401
 
@@ -39,19 +39,6 @@ def warm_env(short_dataset):
     return env
 
 
-def run_episodes(env, episodes: int, seed: int = 0) -> int:
-    rng = np.random.default_rng(seed)
-    steps = 0
-    for _ in range(episodes):
-        _, info = env.reset(seed=int(rng.integers(1 << 30)))
-        done = False
-        while not done:
-            _, _, terminated, truncated, info = env.step(int(rng.choice(np.flatnonzero(info["action_mask"]))))
-            steps += 1
-            done = terminated or truncated
-    return steps
-
-
 def report(benchmark, steps: int, label: str) -> float:
     rate = steps / benchmark.stats.stats.mean
     benchmark.extra_info.update({"steps": steps, "steps_per_second": rate})
@@ -60,9 +47,9 @@ def report(benchmark, steps: int, label: str) -> float:
 
 
 def test_steps_per_second_from_memos(benchmark, warm_env):
-    run_episodes(warm_env, 50)  # every state visited once
+    run_smartrag_episodes(warm_env, 50)  # every state visited once
     before = warm_env.unwrapped.scorer.stats.forward_passes
-    steps = benchmark.pedantic(run_episodes, args=(warm_env, EPISODES), rounds=5, warmup_rounds=1)
+    steps = benchmark.pedantic(run_smartrag_episodes, args=(warm_env, EPISODES), rounds=5, warmup_rounds=1)
     assert warm_env.unwrapped.scorer.stats.forward_passes == before  # the LLM never ran
     assert report(benchmark, steps, "memo") >= TARGET
 
@@ -77,6 +64,6 @@ def test_steps_per_second_from_the_reward_cache(benchmark, warm_env, short_datas
         return (env, EPISODES), {}
 
     before = scorer.stats.forward_passes
-    steps = benchmark.pedantic(run_episodes, setup=setup, rounds=3)
+    steps = benchmark.pedantic(run_smartrag_episodes, setup=setup, rounds=3)
     assert scorer.stats.forward_passes == before
     assert report(benchmark, steps, "reward cache") >= TARGET
