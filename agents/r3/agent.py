@@ -34,7 +34,7 @@ class R3Agent:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if self.config.first_stage == "dense-reindex":
-            if self.retriever.passage_matrix is None or self.retriever.reindexes == 0:
+            if self.retriever.passage_matrix is None or not self.retriever.index_is_current:
                 self.retriever.encoder.module.eval()
                 self.retriever.reindex()  # the final index: part of what the ablation costs
                 self.metadata.setdefault("training", {}).update(reindexes=self.retriever.reindexes,
@@ -61,6 +61,7 @@ class R3Agent:
         retriever.encoder.module.eval()
         if config.first_stage == "dense-reindex":
             retriever.passage_matrix = np.load(folder / "passages.npy")
+            retriever.index_is_current = True
         metadata = json.loads((folder / "agent.json").read_text())
         return cls(retriever, {k: v for k, v in metadata.items() if k not in ("kind", "format", "config")}, base)
 

@@ -119,6 +119,7 @@ class R3Retriever:
         self.passage_matrix: np.ndarray | None = None  # dense-reindex: the (stale) full index
         self.reindex_seconds = 0.0
         self.reindexes = 0
+        self.index_is_current = False  # dense-reindex: passage_matrix was encoded with the present parameters
 
     @property
     def first_stage(self):
@@ -143,6 +144,7 @@ class R3Retriever:
         self.passage_matrix = self.encoder.encode_numpy(texts, "passage", ("dense",), batch_size=64)["dense"]
         self.reindex_seconds += time.perf_counter() - started
         self.reindexes += 1
+        self.index_is_current = True
 
     def candidates(self, questions: Sequence[Question]) -> np.ndarray:
         """First-stage top-m rows [n, m] with the current parameters (-1 pads)."""
@@ -359,6 +361,7 @@ def train(env, config: R3Config = R3Config(), output_dir: str | Path | None = No
             batch = [questions[i] for i in order[within * config.batch_size:(within + 1) * config.batch_size]]
             rng = np.random.default_rng([config.seed, epoch, within])
             record = _train_step(retriever, base, batch, upper, lower, optimizer, rng, config)
+            retriever.index_is_current = False  # the parameters moved; a full index is now stale
             state.llm_sequences += record["llm_sequences"]
             state.step += 1
             state.seconds = time.perf_counter() - started
