@@ -59,6 +59,8 @@ def _file_problem(path: Path, timeout: float) -> str | None:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if app_id != _APP_ID:
+                if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+                    return None  # an empty database: another process is creating this cache right now
                 return "not a ragenv reward cache"
             if version != SCHEMA_VERSION:
                 return f"schema version {version}, expected {SCHEMA_VERSION}"

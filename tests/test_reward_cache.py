@@ -75,3 +75,18 @@ def test_merge_copies_new_entries_only(tmp_path):
     b.put_many([CacheEntry(cache_key(i), "logprob", "m", "q", "", {"mean": i}) for i in range(3, 8)])
     a.close()
     assert b.merge_from(tmp_path / "a.sqlite") == 3 and len(b) == 8
+
+
+def test_a_cache_file_another_process_is_still_creating_is_not_set_aside(tmp_path):
+    """The race behind lost entries: a writer has created the file (WAL header) but not yet its table."""
+    import warnings
+
+    path = tmp_path / "cache.sqlite"
+    creating = sqlite3.connect(path)
+    creating.execute("PRAGMA journal_mode = WAL")  # what RewardCache._open does before its first transaction
+    creating.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # setting the file aside warns
+        cache = RewardCache(path)
+    assert not list(tmp_path.glob("*.corrupt-*")) and len(cache) == 0
+    cache.close()
