@@ -43,18 +43,25 @@ REGRESSORS = {
 }
 
 
-def reward_table(env) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Per question: the return of answering now, each option's gain over it, and the first observation."""
+def reward_table(env) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], tuple[int, int]]:
+    """Per question: the return of answering now, each option's gain over it, and the first observation;
+    also (retrieved states whose answer is empty or a bare ``Answer:`` label, retrieved states)."""
     base = env.unwrapped
     answer_now, gains, observations = [], [], {}
+    no_answer = retrieved = 0
     for question in base.questions:
-        returns = {seq: ret for seq, ret, _ in base.sequence_outcomes(question)}
+        outcomes = base.sequence_outcomes(question)
+        returns = {seq: ret for seq, ret, _ in outcomes}
+        for seq, _, outcome in outcomes:
+            if seq:
+                retrieved += 1
+                no_answer += outcome.text.strip().lower().rstrip(":") in ("answer", "")
         answer_now.append(returns[()])
         gains.append([returns[(o,)] - returns[()] for o in range(len(QUERY_OPTIONS))])
         observation, _ = env.reset(options={"question_id": question.id})
         for key, value in observation.items():
             observations.setdefault(key, []).append(np.asarray(value, dtype=np.float64).ravel())
-    return np.array(answer_now), np.array(gains), {k: np.stack(v) for k, v in observations.items()}
+    return np.array(answer_now), np.array(gains), {k: np.stack(v) for k, v in observations.items()}, (no_answer, retrieved)
 
 
 def cross_validated_reward(features: np.ndarray, answer_now: np.ndarray, gains: np.ndarray, make, repeats: int) -> tuple[float, float, float]:
@@ -84,9 +91,10 @@ def main() -> None:
     if args.split == "test":
         parser.error("the probe is for choosing features; run it on a training split, not on test")
     env = gym.make("SmartRAG-v0", dataset=args.dataset, split=args.split, llm=args.llm, limit=args.limit)
-    answer_now, gains, observations = reward_table(env)
+    answer_now, gains, observations, (no_answer, retrieved) = reward_table(env)
     n = len(answer_now)
-    print(f"{args.dataset} {args.split}: {n} questions")
+    print(f"{args.dataset} {args.split}: {n} questions; the reader gave no answer (empty or a bare 'Answer:' line) "
+          f"in {no_answer} of {retrieved} retrieved states")
     print(f"  never-retrieve                 {answer_now.mean():.3f}")
     for o, name in enumerate(QUERY_OPTIONS):
         print(f"  always-retrieve:{name:15s}{(answer_now + gains[:, o]).mean():.3f}"

@@ -34,7 +34,7 @@ class R3Agent:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if self.config.first_stage == "dense-reindex":
-            if self.retriever.passage_matrix is None or not self.retriever.index_is_current:
+            if not self.retriever.index_is_current:  # none yet, or training moved the weights since
                 self.retriever.encoder.module.eval()
                 self.retriever.reindex()  # the final index: part of what the ablation costs
                 self.metadata.setdefault("training", {}).update(reindexes=self.retriever.reindexes,
