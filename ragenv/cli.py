@@ -156,7 +156,8 @@ def precompute(
                                                          "'auto' finds a local one). Default: a private local Ray instance."),
     workers: Optional[int] = typer.Option(None, min=1, help="With --ray: shards to cut (default: the cluster's CPUs)."),
     single_passages: bool = typer.Option(False, "--single-passages", help="RAGRetrieval-v0: also score each of the 20 "
-                                         "first-stage candidates alone, the feedback `ragenv train r3` trains on."),
+                                         "BM25 candidates alone: R3's feedback for its bm25s first stage (the "
+                                         "bm25s+dense default scores its dense half itself in `ragenv train r3`)."),
 ):
     """Fill the reward cache in batches: every frozen-LLM result SmartRAG-v0 episodes can reach, or
     RAGRetrieval-v0's closed-book baseline and first-stage top-k choice per question.
@@ -252,7 +253,7 @@ def train_r3(
     split: str = typer.Option("train", help="Split to train on."),
     limit: Optional[int] = typer.Option(200, help="Only the first N questions of the split (default 200; 0 = all)."),
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM whose feedback trains the retriever."),
-    first_stage: str = typer.Option("bm25s", help="bm25s, pyserini, bag-of-tokens (SiDR) or dense-reindex (ablation)."),
+    first_stage: str = typer.Option("bm25s+dense", help="bm25s, pyserini, bm25s+dense (both frozen, union), bag-of-tokens (SiDR) or dense-reindex (ablation)."),
     epochs: Optional[int] = typer.Option(None, help="Passes over the questions (default: R3Config.epochs)."),
     batch_size: Optional[int] = typer.Option(None, help="Questions per step (default: R3Config.batch_size)."),
     learning_rate: Optional[float] = typer.Option(None, help="AdamW learning rate (default: R3Config.learning_rate)."),

@@ -86,18 +86,21 @@ def test_training_learns_saves_and_evaluates_through_the_cli(trained, train_env,
     agent, folder, messages = trained
     training = agent.metadata["training"]
     assert training["steps"] == 4 and training["feedback_llm_sequences"] > 0
-    assert training["training_llm_sequences"] == 0  # BM25 candidates: every epoch after the feedback is cached
+    assert training["training_llm_sequences"] == 0  # frozen first stage: every epoch after the feedback is cached
     losses = [h["loss"] for h in training["history"] if h["questions_with_positive"]]
     assert losses and all(np.isfinite(losses))
     assert any("epoch 2/2" in m for m in messages)
     assert not (folder / "checkpoint").exists()  # removed once the agent is saved
     meta = json.loads((folder / "agent.json").read_text())
     assert meta["kind"] == "r3" and meta["config"]["num_candidates"] == 5
-    # act: k rows, all from the BM25 candidates, none twice
+    # act: k rows, all from R3's own first-stage candidates (BM25 and dense top 5), none twice
     base = train_env.unwrapped
     obs, info = train_env.reset(options={"question_id": base.questions[0].id})
     rows = agent.act(obs, info)
-    assert rows.shape == (2,) and set(rows.tolist()) <= set(obs["candidate_ids"].tolist()) and len(set(rows)) == 2
+    assert agent.config.first_stage == "bm25s+dense"
+    assert set(obs["candidate_ids"].tolist()) <= set(agent.retriever.candidates(base.questions[:1])[0].tolist())
+    assert rows.shape == (2,) and set(rows.tolist()) <= set(agent.retriever.candidates(base.questions[:1])[0].tolist())
+    assert len(set(rows)) == 2
     out = folder.parent / "eval.json"
     result = subprocess.run([sys.executable, "-m", "ragenv.cli", "evaluate", "--env", "RAGRetrieval-v0",
                              "--agent", f"r3:{folder}", "--dataset", str(small_dataset), "--split", "test",
@@ -161,6 +164,27 @@ def test_semi_parametric_and_reindex_ablation_train(train_env, tmp_path):
     assert loaded.act_batch(train_env.unwrapped.questions).shape == (8, 2)
 
 
+def test_bm25_plus_dense_first_stage_is_the_union_and_starts_as_the_dense_baseline(train_env):
+    """bm25s+dense: both frozen top-m lists, no row twice; untrained, the live re-rank is the dense baseline's top-k."""
+    from ragenv.agents.r3 import R3Config
+    from ragenv.agents.r3.training import R3Retriever
+    from ragenv.index import make_index
+
+    base = train_env.unwrapped
+    questions, texts = base.questions, [q.question for q in base.questions]
+    retriever = R3Retriever(R3Config(**dict(TINY, first_stage="bm25s+dense")), base.corpus)
+    rows = retriever.candidates(questions)
+    bm25 = make_index("bm25s", base.corpus).search(texts, 5)[0]
+    dense = make_index("dense", base.corpus, encoder="all-MiniLM-L6-v2").search(texts, 5)[0]
+    assert rows.shape == (8, 10)
+    for row, b, d in zip(rows, bm25, dense):
+        kept = [int(r) for r in row if r >= 0]
+        assert len(kept) == len(set(kept)) and set(kept) == set(b.tolist()) | set(d.tolist())
+        assert kept[:5] == d.tolist() and np.all(row[len(kept):] == -1)  # dense first, -1 pads at the end
+    top = retriever.retrieve(questions, 2)
+    assert np.mean([set(t) == set(d[:2]) for t, d in zip(top.tolist(), dense.tolist())]) >= 7 / 8
+
+
 def test_bad_configuration_and_agents_are_rejected(small_dataset, tmp_path):
     from ragenv.agents.r3 import R3Config
     from ragenv.errors import ConfigError
@@ -192,6 +216,6 @@ def test_precompute_single_passages_is_exactly_r3_feedback(small_dataset, tmp_pa
                    k=2, num_candidates=5, cache=str(tmp_path / "cache.sqlite"))
     report = env.unwrapped.precompute(single_passages=True, progress=False)
     assert report["states_per_question"] == 6 and report["llm_sequences_computed"] > 0
-    prepared = prepare_feedback(env, R3Config(**TINY), progress=False)
+    prepared = prepare_feedback(env, R3Config(**dict(TINY, first_stage="bm25s")), progress=False)
     assert prepared["llm_sequences_computed"] == 0
     env.close()

@@ -3,7 +3,8 @@
 One training step, for a batch of questions (the loop reads like CleanRL: all of it is here):
 
 1. **Retrieve** with the current parameters: the first stage gives the top-``m`` candidates
-   (``bm25s``/``pyserini``: a frozen BM25 index; ``bag-of-tokens``: SiDR's frozen binary
+   (``bm25s``/``pyserini``: a frozen BM25 index; ``bm25s+dense``: the union of BM25's and the
+   *starting* dense index's top ``m``, both frozen; ``bag-of-tokens``: SiDR's frozen binary
    token index searched with the live query vocabulary vector; ``dense-reindex``, the
    ablation: a full dense index of the corpus rebuilt every ``reindex_every`` steps), then the
    live dense head re-ranks them.
@@ -37,7 +38,8 @@ import numpy as np
 from ragenv.data import Question
 from ragenv.errors import ConfigError, RagenvError
 
-FIRST_STAGES = ("bm25s", "pyserini", "bag-of-tokens", "dense-reindex")
+FIRST_STAGES = ("bm25s", "pyserini", "bm25s+dense", "bag-of-tokens", "dense-reindex")
+FROZEN_FIRST_STAGES = ("bm25s", "pyserini", "bm25s+dense")  # candidates fixed per question: memoised, cache-served
 AGENT_FORMAT = 1
 
 
@@ -46,8 +48,8 @@ class R3Config:
     """Everything that determines an R3 run; the defaults produce the README's result."""
 
     encoder: str = "all-MiniLM-L6-v2"
-    first_stage: str = "bm25s"  # see FIRST_STAGES; the README explains why BM25 and not bag-of-tokens
-    num_candidates: int = 20  # m: first-stage candidates re-ranked live (and scored by the LLM)
+    first_stage: str = "bm25s+dense"  # see FIRST_STAGES; the README explains the choice (nq dev, not test)
+    num_candidates: int = 20  # m: first-stage candidates re-ranked live (and scored by the LLM); bm25s+dense: m from each
     k: int = 3  # passages handed to the LLM at evaluation
     epochs: int = 2
     batch_size: int = 16  # questions per step
@@ -115,7 +117,7 @@ class R3Retriever:
         self.encoder = R3Encoder(resolve_encoder_path(config.encoder), config.activation, config.max_query_tokens,
                                  config.max_passage_tokens, resolve_device(config.device))
         self._first_stage = None
-        self._bm25_memo: dict[str, np.ndarray] = {}
+        self._frozen_memo: dict[str, np.ndarray] = {}  # frozen first stages: question id -> candidate rows
         self.passage_matrix: np.ndarray | None = None  # dense-reindex: the (stale) full index
         self.reindex_seconds = 0.0
         self.reindexes = 0
@@ -129,6 +131,9 @@ class R3Retriever:
             kind = self.config.first_stage
             if kind in ("bm25s", "pyserini"):
                 self._first_stage = make_index(kind, self.corpus)
+            elif kind == "bm25s+dense":  # the dense index of the *starting* encoder, built once like BM25's
+                self._first_stage = (make_index("bm25s", self.corpus),
+                                     make_index("dense", self.corpus, encoder=self.config.encoder))
             elif kind == "bag-of-tokens":
                 from ragenv.agents.r3.model import BagOfTokensIndex
 
@@ -146,16 +151,27 @@ class R3Retriever:
         self.reindexes += 1
         self.index_is_current = True
 
+    def _frozen_candidates(self, texts: list[str]) -> np.ndarray:
+        """A frozen first stage's rows: [n, m], or [n, 2m] for bm25s+dense (dense first, then BM25's new ones)."""
+        m = self.config.num_candidates
+        if self.config.first_stage != "bm25s+dense":
+            return self.first_stage.search(texts, m)[0]
+        bm25, dense = self.first_stage
+        rows = np.full((len(texts), 2 * m), -1, dtype=np.int64)
+        for n, (d, b) in enumerate(zip(dense.search(texts, m)[0], bm25.search(texts, m)[0])):
+            union = list(dict.fromkeys(int(r) for r in (*d, *b) if r >= 0))
+            rows[n, : len(union)] = union
+        return rows
+
     def candidates(self, questions: Sequence[Question]) -> np.ndarray:
-        """First-stage top-m rows [n, m] with the current parameters (-1 pads)."""
+        """First-stage candidate rows [n, m] ([n, 2m] for bm25s+dense) with the current parameters (-1 pads)."""
         m = self.config.num_candidates
         kind = self.config.first_stage
-        if kind in ("bm25s", "pyserini"):  # frozen: memoised per question
-            todo = [q for q in questions if q.id not in self._bm25_memo]
+        if kind in FROZEN_FIRST_STAGES:  # memoised per question
+            todo = [q for q in questions if q.id not in self._frozen_memo]
             if todo:
-                rows, _ = self.first_stage.search([q.question for q in todo], m)
-                self._bm25_memo.update({q.id: r for q, r in zip(todo, rows)})
-            return np.stack([self._bm25_memo[q.id] for q in questions])
+                self._frozen_memo.update(zip((q.id for q in todo), self._frozen_candidates([q.question for q in todo])))
+            return np.stack([self._frozen_memo[q.id] for q in questions])
         texts = [q.question for q in questions]
         if kind == "bag-of-tokens":
             weights = self.encoder.encode_numpy(texts, "query", ("vocab",))["vocab"]
@@ -267,8 +283,9 @@ def prepare_feedback(env, config: R3Config, retriever: R3Retriever | None = None
                      log: Callable[[str], None] | None = None) -> dict:
     """Score every first-stage candidate of the starting retriever (fills the cache) and fix the thresholds.
 
-    This is what ``ragenv precompute --env RAGRetrieval-v0 --r3-candidates`` runs; with a
-    fixed first stage (BM25) every later epoch is then served from the cache.
+    With a frozen first stage (``bm25s``, ``pyserini``, ``bm25s+dense``) every later epoch is then
+    served from the cache. ``ragenv precompute --env RAGRetrieval-v0 --single-passages`` fills the
+    same entries ahead of time for the env's own first stage (BM25).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -280,13 +297,13 @@ def prepare_feedback(env, config: R3Config, retriever: R3Retriever | None = None
     started = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"R3 feedback: closed-book + {config.num_candidates} candidates per question",
+        task = bar.add_task(f"R3 feedback: closed-book + {rows.shape[1]} candidates per question",
                             total=len(questions))
         closed, single = feedback_for(base, questions, rows, progress_callback=lambda n: bar.advance(task, n))
     upper, lower = thresholds(closed, single, config)
     computed = base.scorer.stats.scored_sequences - before
     if log:
-        log(f"feedback for {len(questions)} questions x {config.num_candidates} candidates: {computed} LLM sequences "
+        log(f"feedback for {len(questions)} questions x {rows.shape[1]} candidates: {computed} LLM sequences "
             f"computed in {time.perf_counter() - started:.1f} s")
     return {"question_ids": [q.id for q in questions], "closed_book": closed.tolist(), "upper": upper.tolist(),
             "lower": lower.tolist(), "llm_sequences_computed": int(computed),

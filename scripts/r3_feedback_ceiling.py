@@ -1,0 +1,68 @@
+"""How much R3's training signal could buy: the top-k by the LLM's single-passage feedback vs dense top-k.
+
+Usage: RAGENV_DATA=../shared/data .venv/bin/python scripts/r3_feedback_ceiling.py [--split train] [--limit 200]
+
+For each question, the candidates of R3's ``bm25s+dense`` first stage (frozen BM25 top-20 and
+the starting dense top-20) are scored one by one by the frozen LLM (what R3 trains on,
+served by the reward cache after ``ragenv train r3``). Two top-k choices are then evaluated
+like ``ragenv evaluate`` does (joint prompt, reward, EM, F1, accuracy, hit@k):
+
+- ``dense``: the dense MiniLM baseline's top-k over the whole corpus (R3's starting point);
+- ``feedback-oracle``: the k candidates with the highest single-passage log-prob, the ranking
+  a retriever that learned R3's signal perfectly would return.
+
+The gap is the ceiling of what R3 can gain over dense with this LLM and corpus. It reads the
+gold answers, so it refuses the test split; run it on training questions.
+"""
+from __future__ import annotations
+
+import argparse
+
+import gymnasium as gym
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+import ragenv  # noqa: F401 - registers the environments
+from ragenv.agents.r3 import R3Config
+from ragenv.agents.r3.training import R3Retriever, feedback_for
+from ragenv.index import make_index
+
+METRICS = ("reward", "answer_logprob", "logprob_gain", "em", "f1", "accuracy")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="nq")
+    parser.add_argument("--split", default="train", choices=("train", "dev"))
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--k", type=int, default=3)
+    args = parser.parse_args()
+
+    env = gym.make("RAGRetrieval-v0", dataset=args.dataset, split=args.split, limit=args.limit, k=args.k,
+                   generate_answers=True)
+    base = env.unwrapped
+    questions = list(base.questions)
+    retriever = R3Retriever(R3Config(first_stage="bm25s+dense", k=args.k), base.corpus)
+    rows = retriever.candidates(questions)
+    _, single = feedback_for(base, questions, rows)
+    order = np.argsort(-np.nan_to_num(single, nan=-np.inf), axis=1, kind="stable")[:, : args.k]
+    choices = {"dense": make_index("dense", base.corpus, encoder=R3Config().encoder).search(
+                   [q.question for q in questions], args.k)[0],
+               "feedback-oracle": np.take_along_axis(rows, order, axis=1)}
+    hit = f"hit@{args.k}"
+    table = Table(title=f"{args.dataset} {args.split}, first {len(questions)} questions, k = {args.k}")
+    for name in ("top-k", *METRICS, hit):
+        table.add_column(name)
+    for name, chosen in choices.items():
+        outcomes = base.outcomes(list(zip(questions, chosen.tolist())))
+        values = {"reward": np.mean([o.reward for o in outcomes]),
+                  **{m: np.mean([o.info[m] for o in outcomes]) for m in (*METRICS[1:], hit)}}
+        table.add_row(name, *(f"{values[m]:.3f}" for m in (*METRICS, hit)))
+    Console().print(table)
+    print(f"LLM sequences computed: {base.scorer.stats.scored_sequences} scored, "
+          f"{base.scorer.stats.generated_sequences} generated (the rest came from the reward cache)")
+
+
+if __name__ == "__main__":
+    main()
