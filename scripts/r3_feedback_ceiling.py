@@ -59,7 +59,7 @@ def main() -> None:
         values = {"reward": np.mean([o.reward for o in outcomes]),
                   **{m: np.mean([o.info[m] for o in outcomes]) for m in (*METRICS[1:], hit)}}
         table.add_row(name, *(f"{values[m]:.3f}" for m in (*METRICS, hit)))
-    Console().print(table)
+    Console(width=120).print(table)
     print(f"LLM sequences computed: {base.scorer.stats.scored_sequences} scored, "
           f"{base.scorer.stats.generated_sequences} generated (the rest came from the reward cache)")
 
