@@ -26,7 +26,6 @@ from rich.table import Table
 import ragenv  # noqa: F401 - registers the environments
 from ragenv.agents.r3 import R3Config
 from ragenv.agents.r3.training import R3Retriever, feedback_for
-from ragenv.index import make_index
 
 METRICS = ("reward", "answer_logprob", "logprob_gain", "em", "f1", "accuracy")
 
@@ -47,8 +46,8 @@ def main() -> None:
     rows = retriever.candidates(questions)
     _, single = feedback_for(base, questions, rows)
     order = np.argsort(-np.nan_to_num(single, nan=-np.inf), axis=1, kind="stable")[:, : args.k]
-    choices = {"dense": make_index("dense", base.corpus, encoder=R3Config().encoder).search(
-                   [q.question for q in questions], args.k)[0],
+    dense_index = retriever.first_stage[1]  # the frozen starting dense index: the dense baseline
+    choices = {"dense": dense_index.search([q.question for q in questions], args.k)[0],
                "feedback-oracle": np.take_along_axis(rows, order, axis=1)}
     hit = f"hit@{args.k}"
     table = Table(title=f"{args.dataset} {args.split}, first {len(questions)} questions, k = {args.k}")

@@ -97,9 +97,10 @@ def test_training_learns_saves_and_evaluates_through_the_cli(trained, train_env,
     base = train_env.unwrapped
     obs, info = train_env.reset(options={"question_id": base.questions[0].id})
     rows = agent.act(obs, info)
+    own = set(agent.retriever.candidates(base.questions[:1])[0].tolist())
     assert agent.config.first_stage == "bm25s+dense"
-    assert set(obs["candidate_ids"].tolist()) <= set(agent.retriever.candidates(base.questions[:1])[0].tolist())
-    assert rows.shape == (2,) and set(rows.tolist()) <= set(agent.retriever.candidates(base.questions[:1])[0].tolist())
+    assert set(obs["candidate_ids"].tolist()) <= own
+    assert rows.shape == (2,) and set(rows.tolist()) <= own
     assert len(set(rows)) == 2
     out = folder.parent / "eval.json"
     result = subprocess.run([sys.executable, "-m", "ragenv.cli", "evaluate", "--env", "RAGRetrieval-v0",
@@ -165,7 +166,8 @@ def test_semi_parametric_and_reindex_ablation_train(train_env, tmp_path):
 
 
 def test_bm25_plus_dense_first_stage_is_the_union_and_starts_as_the_dense_baseline(train_env):
-    """bm25s+dense: both frozen top-m lists, no row twice; untrained, the live re-rank is the dense baseline's top-k."""
+    """bm25s+dense: both frozen top-m lists, no row twice; untrained, the live re-rank gives the dense baseline's
+    top-k (for 7 of 8 questions at least: R3 truncates passages at 160 tokens and runs in float32)."""
     from ragenv.agents.r3 import R3Config
     from ragenv.agents.r3.training import R3Retriever
     from ragenv.index import make_index
