@@ -259,6 +259,8 @@ def train_r3(
     learning_rate: Optional[float] = typer.Option(None, help="AdamW learning rate (default: R3Config.learning_rate)."),
     candidates: Optional[int] = typer.Option(None, help="m: first-stage candidates re-ranked live (default 20)."),
     reindex_every: Optional[int] = typer.Option(None, help="dense-reindex: steps between full re-encodes (0: each epoch)."),
+    positives: Optional[int] = typer.Option(None, help="Positives per question and step, each its own InfoNCE row (0: all; default: R3Config.positives)."),
+    hard_negatives: Optional[int] = typer.Option(None, help="Hard negatives per question: those the current model ranks highest (default: R3Config.hard_negatives)."),
     seed: int = typer.Option(0, help="Seed of the question order and positive draws."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
@@ -275,7 +277,8 @@ def train_r3(
     if (Path(output) / "model.pt").exists() and not overwrite:
         raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
     overrides = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                 "num_candidates": candidates, "reindex_every": reindex_every}
+                 "num_candidates": candidates, "reindex_every": reindex_every, "positives": positives,
+                 "hard_negatives": hard_negatives}
     config = replace(R3Config(first_stage=first_stage, seed=seed), **{k: v for k, v in overrides.items() if v is not None})
     environment = gym.make("RAGRetrieval-v0", dataset=dataset, split=split, limit=limit or None, llm=llm,
                            data_dir=data_dir, features=False, k=config.k, num_candidates=config.num_candidates)

@@ -187,6 +187,33 @@ def test_bm25_plus_dense_first_stage_is_the_union_and_starts_as_the_dense_baseli
     assert np.mean([set(t) == set(d[:2]) for t, d in zip(top.tolist(), dense.tolist())]) >= 7 / 8
 
 
+def test_every_positive_is_its_own_infonce_row_and_never_another_rows_negative(train_env):
+    """positives=0 (all): one row per (question, positive); a question's other positives are masked, not negatives."""
+    import torch
+
+    from ragenv.agents.r3 import R3Config
+    from ragenv.agents.r3.training import R3Retriever, contrastive_loss
+
+    base = train_env.unwrapped
+    config = R3Config(**dict(TINY, positives=0))
+    retriever = R3Retriever(config, base.corpus)
+    retriever.encoder.module.eval()  # no dropout: the loss is a deterministic function of the embeddings
+    batch = list(base.questions[:2])
+    positives, negatives = [[0, 1], [2]], [[3], [4, 0]]  # passage 0 is q0's positive and q1's negative
+    loss, parts = contrastive_loss(retriever, batch, positives, negatives, config)
+    q = retriever.encoder.encode_numpy([x.question for x in batch], "query", ("dense",))["dense"]
+    columns = [0, 1, 2, 3, 4, 0]
+    p = retriever.encoder.encode_numpy([base.corpus[r].contents for r in columns], "passage", ("dense",))["dense"]
+    expected = []
+    for owner, target, excluded in ((0, 0, {1, 5}), (0, 1, {0, 5}), (1, 2, set())):
+        logits = (q[owner] @ p.T) / config.temperature
+        kept = [j for j in range(len(columns)) if j not in excluded]
+        expected.append(torch.logsumexp(torch.tensor(logits[kept]), 0).item() - logits[target])
+    assert float(loss.detach()) == pytest.approx(np.mean(expected), rel=1e-3) and set(parts) == {"dense"}
+    with pytest.raises(Exception, match="cannot be negative"):
+        R3Config(positives=-1)
+
+
 def test_bad_configuration_and_agents_are_rejected(small_dataset, tmp_path):
     from ragenv.agents.r3 import R3Config
     from ragenv.errors import ConfigError

@@ -13,8 +13,8 @@ One training step, for a batch of questions (the loop reads like CleanRL: all of
    reward cache). Misses are scored on the spot and counted in the history.
 3. **Label** with the per-question thresholds fixed before training (:func:`thresholds`):
    above ``T+`` positive, below ``T-`` negative, in between unused.
-4. **Update** with InfoNCE: each question's positive (drawn at random among its positives)
-   against its hardest negatives under the current ranking (on-policy) and every other
+4. **Update** with InfoNCE: each question's positive (``positives`` of them, drawn at random
+   among its positives, each its own row) against its hardest negatives under the current ranking (on-policy) and every other
    passage of the batch (in-batch negatives). Dense head: parametric-parametric pairs; with
    the vocabulary head on, also its parametric-parametric, parametric-sparse and
    sparse-parametric pairs.
@@ -57,6 +57,7 @@ class R3Config:
     weight_decay: float = 0.01
     temperature: float = 0.05
     hard_negatives: int = 3  # per question, the negatives the current model ranks highest
+    positives: int = 1  # per question and step, drawn among its positives, each its own InfoNCE row (0: all)
     threshold_margin: float = 0.5  # T+ >= closed-book log-prob + margin (nats per answer token)
     positive_quantile: float = 0.75  # T+ >= this quantile of the initial candidates' log-probs
     negative_quantile: float = 0.5  # T- <= this quantile
@@ -72,6 +73,8 @@ class R3Config:
     def __post_init__(self):
         if self.first_stage not in FIRST_STAGES:
             raise ConfigError(f"unknown R3 first stage {self.first_stage!r}: use one of {', '.join(FIRST_STAGES)}")
+        if self.positives < 0 or self.hard_negatives < 0:
+            raise ConfigError("R3 positives and hard_negatives cannot be negative (positives 0 means all)")
         if min(self.num_candidates, self.k, self.epochs, self.batch_size) < 1 or self.k > self.num_candidates:
             raise ConfigError("R3 needs num_candidates >= k >= 1, epochs >= 1 and batch_size >= 1")
         if not (0.0 <= self.negative_quantile <= self.positive_quantile <= 1.0):
@@ -225,30 +228,35 @@ def _normalise(x):
     return torch.nn.functional.normalize(x, dim=-1)
 
 
-def contrastive_loss(retriever: R3Retriever, batch: list[Question], positives: list[int], negatives: list[list[int]],
-                     config: R3Config) -> tuple["torch.Tensor", dict]:
-    """InfoNCE over the batch's passages (positives first, then each question's hard negatives)."""
+def contrastive_loss(retriever: R3Retriever, batch: list[Question], positives: list[list[int]],
+                     negatives: list[list[int]], config: R3Config) -> tuple["torch.Tensor", dict]:
+    """InfoNCE over the batch's passages: one row per (question, positive), its target that positive.
+
+    The columns are every positive, then each question's hard negatives; a row's other columns
+    are its negatives (in-batch included), except passages that are positives of its own question.
+    """
     import torch
 
     corpus, encoder = retriever.corpus, retriever.encoder
-    rows = list(positives) + [r for negs in negatives for r in negs]
+    rows = [r for pos in positives for r in pos] + [r for negs in negatives for r in negs]
+    owner = [n for n, pos in enumerate(positives) for _ in pos]  # the question of each InfoNCE row
     heads = ("dense", "vocab") if config.uses_vocab_head else ("dense",)
     q = encoder.encode([x.question for x in batch], "query", heads)
     p = encoder.encode([corpus[r].contents for r in rows], "passage", heads)
     device = q["dense"].device
-    targets = torch.arange(len(batch))
-    # a passage equal to a question's own positive, other than the target column, is not a negative
-    rows_t = torch.tensor(rows)
-    mask = ~((rows_t.unsqueeze(0) == torch.tensor(positives).unsqueeze(1)) & (torch.arange(len(rows)).unsqueeze(0) != targets.unsqueeze(1)))
+    targets = torch.arange(len(owner))
+    own = [set(positives[n]) for n in owner]
+    mask = torch.tensor([[j == i or rows[j] not in own[i] for j in range(len(rows))] for i in range(len(owner))])
+    index = torch.tensor(owner, device=device)
     targets, mask = targets.to(device), mask.to(device)
-    parts = {"dense": info_nce(q["dense"], p["dense"], targets, mask, config.temperature)}
+    parts = {"dense": info_nce(q["dense"][index], p["dense"], targets, mask, config.temperature)}
     if config.uses_vocab_head:
         bow_q = torch.from_numpy(encoder.bag_of_tokens([x.question for x in batch], "query").toarray()).to(device)
         bow_p = torch.from_numpy(encoder.bag_of_tokens([corpus[r].contents for r in rows], "passage").toarray()).to(device)
-        vq, vp = _normalise(q["vocab"]), _normalise(p["vocab"])
+        vq, vp = _normalise(q["vocab"])[index], _normalise(p["vocab"])
         parts["vocab_pp"] = info_nce(vq, vp, targets, mask, config.temperature)
         parts["vocab_ps"] = info_nce(vq, bow_p, targets, mask, 1.0)  # the first stage's own score (unnormalised doc)
-        parts["vocab_sp"] = info_nce(_normalise(bow_q), vp, targets, mask, config.temperature)
+        parts["vocab_sp"] = info_nce(_normalise(bow_q)[index], vp, targets, mask, config.temperature)
     loss = sum(parts.values())
     return loss, {name: float(value.detach()) for name, value in parts.items()}
 
@@ -432,7 +440,11 @@ def _train_step(retriever: R3Retriever, env, batch: list[Question], upper: dict,
         if len(pos) == 0:
             continue  # no passage above T+: nothing to pull towards
         chosen.append(question)
-        positives.append(int(rows[n, rng.choice(pos)]))
+        if config.positives == 1:
+            drawn = [rng.choice(pos)]
+        else:
+            drawn = rng.permutation(pos)[: config.positives or None]
+        positives.append([int(rows[n, j]) for j in drawn])
         negatives.append([int(rows[n, j]) for j in neg])
     record = {"questions_with_positive": len(chosen), "topk_logprob": float(np.nanmean(top)),
               "llm_sequences": int(env.scorer.stats.scored_sequences - before), "loss": float("nan")}
