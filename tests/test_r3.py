@@ -210,7 +210,9 @@ def test_every_positive_is_its_own_infonce_row_and_never_another_rows_negative(t
         kept = [j for j in range(len(columns)) if j not in excluded]
         expected.append(torch.logsumexp(torch.tensor(logits[kept]), 0).item() - logits[target])
     assert float(loss.detach()) == pytest.approx(np.mean(expected), rel=1e-3) and set(parts) == {"dense"}
-    with pytest.raises(Exception, match="cannot be negative"):
+    from ragenv.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot be negative"):
         R3Config(positives=-1)
 
 

@@ -14,10 +14,10 @@ One training step, for a batch of questions (the loop reads like CleanRL: all of
 3. **Label** with the per-question thresholds fixed before training (:func:`thresholds`):
    above ``T+`` positive, below ``T-`` negative, in between unused.
 4. **Update** with InfoNCE: each question's positive (``positives`` of them, drawn at random
-   among its positives, each its own row) against its hardest negatives under the current ranking (on-policy) and every other
-   passage of the batch (in-batch negatives). Dense head: parametric-parametric pairs; with
-   the vocabulary head on, also its parametric-parametric, parametric-sparse and
-   sparse-parametric pairs.
+   among its positives, each its own row) against its hardest negatives under the current
+   ranking (on-policy) and every other passage of the batch (in-batch negatives). Dense
+   head: parametric-parametric pairs; with the vocabulary head on, also its
+   parametric-parametric, parametric-sparse and sparse-parametric pairs.
 
 Checkpoints (``DIR/checkpoint/``: weights, optimizer, step, history, generators) are written
 every ``checkpoint_every`` steps and at each epoch end; a killed run resumes exactly.
@@ -440,7 +440,7 @@ def _train_step(retriever: R3Retriever, env, batch: list[Question], upper: dict,
         if len(pos) == 0:
             continue  # no passage above T+: nothing to pull towards
         chosen.append(question)
-        if config.positives == 1:
+        if config.positives == 1:  # the original single draw: runs trained before the option reproduce
             drawn = [rng.choice(pos)]
         else:
             drawn = rng.permutation(pos)[: config.positives or None]
