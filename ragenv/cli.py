@@ -215,6 +215,8 @@ def train_ppo(
     alpha: float = typer.Option(0.2, help="Reward cost per retrieval."),
     max_retrievals: int = typer.Option(1, help="Retrieval quota per question."),
     seed: int = typer.Option(0, help="Seed of the policy and of the question draws."),
+    observation_keys: Optional[str] = typer.Option(
+        None, help="Comma-separated SmartRAG-v0 observation keys the policy reads (default: PPOConfig.observation_keys)."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
 ):
@@ -224,18 +226,24 @@ def train_ppo(
     import gymnasium as gym
 
     import ragenv  # noqa: F401
-    from ragenv.agents.ppo import PPOAgent, PPOConfig
+    from ragenv.agents.ppo import PPOAgent, PPOConfig, observation_shapes
     from ragenv.registry import env_family
 
     if env_family(env) != "smartrag":
         raise RagenvError(f"the PPO agent trains on SmartRAG-v0, not {env}")
     if (Path(output) / "model.zip").exists() and not overwrite:
         raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
-    config = PPOConfig(seed=seed) if steps is None else PPOConfig(total_timesteps=steps, seed=seed)
+    overrides = {"seed": seed}
+    if steps is not None:
+        overrides["total_timesteps"] = steps
+    if observation_keys is not None:
+        overrides["observation_keys"] = tuple(key.strip() for key in observation_keys.split(",") if key.strip())
+    config = PPOConfig(**overrides)
     environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
                            features=config.needs_features,
                            alpha=alpha, max_retrievals=max_retrievals)
     base = environment.unwrapped
+    observation_shapes(base.observation_space, config.observation_keys)  # an unknown key fails before any LLM work
     report = base.precompute(progress=True)
     console.print(f"cache ready: {report['questions']} questions, {report['llm_sequences_computed']} LLM sequences computed")
     agent = PPOAgent.train(environment, config, output, progress=True, resume=not overwrite, log=console.print)

@@ -15,7 +15,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import ragenv  # noqa: F401
-from ragenv.envs.smartrag import (ANSWER, QUERY_OPTIONS, clean_search_query, keyword_query, parse_text_action)
+from ragenv.envs.smartrag import (ANSWER, QUERY_OPTIONS, clean_search_query, guess_support, keyword_query,
+                                  parse_text_action, words_in_query)
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
 from ragenv.llm import PROMPT_VERSION, FrozenLLM, LLMConfig, PromptRequest
 from ragenv.metrics import answer_in_output, exact_match, f1_score
@@ -77,7 +78,7 @@ def test_observation_and_info_layout(env):
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     assert set(obs) == {"question_embedding", "context_embedding", "retrievals", "query_used", "query_scores",
-                        "closed_book_confidence"}
+                        "query_scores_per_word", "closed_book_support", "closed_book_confidence"}
     assert obs["question_embedding"].shape == obs["context_embedding"].shape == (384,)
     assert not obs["context_embedding"].any() and obs["retrievals"][0] == 0 and not obs["query_used"].any()
     assert np.all((obs["closed_book_confidence"] >= 0) & (obs["closed_book_confidence"] <= 1))
@@ -90,6 +91,22 @@ def test_observation_and_info_layout(env):
     assert obs2["retrievals"][0] == 1 and obs2["query_used"].tolist() == [1, 0, 0, 0]
     assert 0 < len(info2["passages"]) <= 3 and obs2["context_embedding"].any()
     assert len(set(info2["passage_ids"])) == len(info2["passage_ids"])
+
+
+def test_support_and_per_word_scores_follow_the_guess_and_the_queries(env):
+    base = env.unwrapped
+    for question in base.questions[:8]:
+        obs, info = env.reset(options={"question_id": question.id})
+        state = base.question_state(question)
+        for o, name in enumerate(QUERY_OPTIONS):
+            passages = [base.corpus[r].contents for r in state.rows[o]]
+            assert obs["closed_book_support"][o] == guess_support(info["closed_book_answer"], passages)
+            assert obs["query_scores_per_word"][o] == pytest.approx(obs["query_scores"][o] / words_in_query(info["queries"][name]))
+    # whole words after SQuAD normalisation; an empty guess is never supported
+    assert guess_support("The Beatles!", ["Formed in 1960, the beatles were a band."]) == 1.0
+    assert guess_support("Beat", ["the Beatles were a band"]) == 0.0
+    assert guess_support("", ["anything"]) == guess_support("  the ", ["the"]) == 0.0
+    assert words_in_query("Who wrote the the Iliad?") == 3 and words_in_query("?") == 1
 
 
 def test_text_variant_observation_is_the_prompt(env):
@@ -384,12 +401,15 @@ def test_precompute_fills_the_cache_and_evaluate_then_hits_it(cli, precomputed, 
 def test_ppo_trains_saves_loads_and_evaluates_from_the_cli(cli, precomputed, tmp_path):
     cache, data = cli
     folder = tmp_path / "ppo"
-    result = run_cli("train", "ppo", "--env", "SmartRAG-v0", *data, "--steps", "256", "--output", str(folder), cache=cache)
+    keys = "retrievals,query_used,query_scores,closed_book_support"
+    result = run_cli("train", "ppo", "--env", "SmartRAG-v0", *data, "--steps", "256", "--observation-keys", keys,
+                     "--output", str(folder), cache=cache)
     assert result.returncode == 0, result.stderr
     assert (folder / "model.zip").is_file() and (folder / "vecnormalize.pkl").is_file()
     assert list(folder.glob("ppo_*/events.out.tfevents.*")), "no TensorBoard log"
     meta = json.loads((folder / "agent.json").read_text())
     assert meta["training"]["timesteps"] >= 256 and meta["env_options"]["alpha"] == 0.2
+    assert list(meta["observation_shapes"]) == keys.split(",") and meta["observation_shapes"]["closed_book_support"] == [4]
     out = tmp_path / "ppo.json"
     result = run_cli("evaluate", "--env", "SmartRAG-v0", "--agent", f"ppo:{folder}", *data, "--output", str(out), cache=cache)
     assert result.returncode == 0, result.stderr
@@ -412,6 +432,8 @@ def test_ppo_trains_saves_loads_and_evaluates_from_the_cli(cli, precomputed, tmp
     # Training again into the same folder would lose the agent: refused.
     assert_one_line_error(run_cli("train", "ppo", *data, "--steps", "64", "--output", str(folder), cache=cache),
                           "already holds a trained agent")
+    assert_one_line_error(run_cli("train", "ppo", *data, "--steps", "64", "--observation-keys", "retrievals,bogus",
+                                  "--output", str(tmp_path / "bogus"), cache=cache), "observation lacks")
 
 
 def test_cli_errors_are_one_line(cli):
