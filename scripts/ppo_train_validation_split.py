@@ -19,7 +19,7 @@ from ragenv.evaluate import run_multi_step_episodes, summarize
 
 STATE = ("retrievals", "query_used")
 KEYS = {
-    "scores (default)": STATE + ("query_scores",),
+    "scores (default)": PPOConfig().observation_keys,
     "scores + confidence": STATE + ("query_scores", "closed_book_confidence"),
     "scores + per-word scores + guess support": STATE + ("query_scores", "query_scores_per_word", "closed_book_support"),
 }

@@ -101,9 +101,11 @@ def main() -> None:
         print(f"  always-retrieve:{name:15s}{(answer_now + gains[:, o]).mean():.3f}"
               f"   (retrieval helps on {np.mean(gains[:, o] > 0):.1%} of questions)")
     print(f"  oracle (at most one retrieval) {(answer_now + np.maximum(gains.max(1), 0)).mean():.3f}")
-    supported = observations["closed_book_support"][:, QUERY_OPTIONS.index("question")] > 0
+    question = QUERY_OPTIONS.index("question")
+    supported = observations["closed_book_support"][:, question] > 0
     print(f"  closed-book guess in the question's top passages on {supported.mean():.1%} of questions; mean gain of "
-          f"retrieving with the question there {gains[supported, 0].mean():+.3f}, elsewhere {gains[~supported, 0].mean():+.3f}")
+          f"retrieving with the question there {gains[supported, question].mean():+.3f}, "
+          f"elsewhere {gains[~supported, question].mean():+.3f}")
     for key_set, keys in KEY_SETS.items():
         features = np.hstack([observations[k] for k in keys])
         for name, make in REGRESSORS.items():
