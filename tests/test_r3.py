@@ -216,6 +216,35 @@ def test_every_positive_is_its_own_infonce_row_and_never_another_rows_negative(t
         R3Config(positives=-1)
 
 
+def test_listwise_term_is_the_kl_to_the_llm_softmax_and_trains(train_env, tmp_path):
+    """listwise_loss = KL(softmax(LLM log-probs / tau) || softmax(retriever scores / T)); a run with it records it."""
+    from ragenv.agents.r3 import R3Config, train
+    from ragenv.agents.r3.training import R3Retriever, listwise_loss
+    from ragenv.errors import ConfigError
+
+    base = train_env.unwrapped
+    config = R3Config(**dict(TINY, listwise_weight=1.0, listwise_temperature=0.5))
+    retriever = R3Retriever(config, base.corpus)
+    retriever.encoder.module.eval()
+    batch, lists = list(base.questions[:2]), [[0, 1, 2], [3, 4]]
+    targets = [np.array([-1.0, -2.0, -4.0], dtype=np.float32), np.array([-3.0, -0.5], dtype=np.float32)]
+    loss = float(listwise_loss(retriever, batch, lists, targets, config).detach())
+    q = retriever.encoder.encode_numpy([x.question for x in batch], "query", ("dense",))["dense"]
+    expected = []
+    for n, rows in enumerate(lists):
+        p = retriever.encoder.encode_numpy([base.corpus[r].contents for r in rows], "passage", ("dense",))["dense"]
+        student = np.exp(p @ q[n] / config.temperature - np.logaddexp.reduce(p @ q[n] / config.temperature))
+        teacher = np.exp(targets[n] / 0.5 - np.logaddexp.reduce(targets[n] / 0.5))
+        expected.append(np.sum(teacher * np.log(teacher / student)))
+    assert loss == pytest.approx(np.mean(expected), rel=1e-3) and loss > 0
+    agent = train(train_env, R3Config(**dict(TINY, epochs=1, listwise_weight=1.0)), tmp_path / "kl", progress=False)
+    history = agent.metadata["training"]["history"]
+    assert all("listwise" in h and np.isfinite(h["loss"]) for h in history)  # every question has >= 2 candidates
+    assert agent.config.listwise_weight == 1.0
+    with pytest.raises(ConfigError, match="listwise"):
+        R3Config(listwise_weight=-1.0)
+
+
 def test_bad_configuration_and_agents_are_rejected(small_dataset, tmp_path):
     from ragenv.agents.r3 import R3Config
     from ragenv.errors import ConfigError

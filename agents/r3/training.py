@@ -58,6 +58,9 @@ class R3Config:
     temperature: float = 0.05
     hard_negatives: int = 3  # per question, the negatives the current model ranks highest
     positives: int = 1  # per question and step, drawn among its positives, each its own InfoNCE row (0: all)
+    listwise_weight: float = 0.0  # > 0 adds the listwise KL term (REPLUG-style) to InfoNCE; 0: InfoNCE alone
+    listwise_candidates: int = 10  # per question, the live top-L candidates the KL term ranks
+    listwise_temperature: float = 1.0  # of the LLM target softmax over those candidates' log-probs
     threshold_margin: float = 0.5  # T+ >= closed-book log-prob + margin (nats per answer token)
     positive_quantile: float = 0.75  # T+ >= this quantile of the initial candidates' log-probs
     negative_quantile: float = 0.5  # T- <= this quantile
@@ -81,6 +84,9 @@ class R3Config:
             raise ConfigError("R3 thresholds need 0 <= negative_quantile <= positive_quantile <= 1")
         if self.learning_rate <= 0 or self.temperature <= 0:
             raise ConfigError("R3 learning_rate and temperature must be positive")
+        if self.listwise_weight < 0 or self.listwise_candidates < 2 or self.listwise_temperature <= 0:
+            raise ConfigError("R3 listwise_weight must be >= 0, listwise_candidates >= 2 and "
+                              "listwise_temperature > 0")
 
     @property
     def uses_vocab_head(self) -> bool:
@@ -259,6 +265,32 @@ def contrastive_loss(retriever: R3Retriever, batch: list[Question], positives: l
         parts["vocab_sp"] = info_nce(_normalise(bow_q)[index], vp, targets, mask, config.temperature)
     loss = sum(parts.values())
     return loss, {name: float(value.detach()) for name, value in parts.items()}
+
+
+def listwise_loss(retriever: R3Retriever, batch: list[Question], candidates: list[list[int]],
+                  logprobs: list[np.ndarray], config: R3Config) -> "torch.Tensor":
+    """Mean KL(target || retriever) over each question's candidate list (REPLUG's LM-supervised loss).
+
+    The target is the softmax of the LLM's single-passage answer log-probs over the question's
+    candidates (temperature ``listwise_temperature``); the retriever's distribution is the softmax
+    of its dense scores over the same candidates (temperature ``temperature``). Unlike InfoNCE it
+    uses every scored candidate, not only those past the thresholds, and it is zero exactly when
+    the retriever orders and spaces the candidates as the LLM's feedback does.
+    """
+    import torch
+
+    encoder = retriever.encoder
+    q = encoder.encode([x.question for x in batch], "query", ("dense",))["dense"]
+    flat = [r for rows in candidates for r in rows]
+    p = encoder.encode([retriever.corpus[r].contents for r in flat], "passage", ("dense",))["dense"]
+    total, start = q.new_zeros(()), 0
+    for n, rows in enumerate(candidates):
+        scores = (p[start:start + len(rows)] @ q[n]) / config.temperature
+        start += len(rows)
+        target = torch.softmax(torch.as_tensor(logprobs[n], dtype=torch.float32, device=q.device)
+                               / config.listwise_temperature, 0)
+        total = total + torch.sum(target * (torch.log(target.clamp_min(1e-12)) - torch.log_softmax(scores.float(), 0)))
+    return total / max(1, len(candidates))
 
 
 # --------------------------------------------------------------------------- training
@@ -448,8 +480,22 @@ def _train_step(retriever: R3Retriever, env, batch: list[Question], upper: dict,
         negatives.append([int(rows[n, j]) for j in neg])
     record = {"questions_with_positive": len(chosen), "topk_logprob": float(np.nanmean(top)),
               "llm_sequences": int(env.scorer.stats.scored_sequences - before), "loss": float("nan")}
+    loss, parts = None, {}
     if chosen:
         loss, parts = contrastive_loss(retriever, chosen, positives, negatives, config)
+    if config.listwise_weight > 0:  # every question with >= 2 scored candidates, in the live order
+        ranked, lists, targets = [], [], []
+        for n, question in enumerate(batch):
+            kept = [j for j in order[n] if rows[n, j] >= 0 and np.isfinite(logprobs[n, j])][: config.listwise_candidates]
+            if len(kept) >= 2:
+                ranked.append(question)
+                lists.append([int(rows[n, j]) for j in kept])
+                targets.append(logprobs[n, kept])
+        if ranked:
+            kl = listwise_loss(retriever, ranked, lists, targets, config)
+            parts["listwise"] = float(kl.detach())
+            loss = config.listwise_weight * kl if loss is None else loss + config.listwise_weight * kl
+    if loss is not None:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
