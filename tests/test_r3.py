@@ -237,7 +237,11 @@ def test_listwise_term_is_the_kl_to_the_llm_softmax_and_trains(train_env, tmp_pa
         teacher = np.exp(targets[n] / 0.5 - np.logaddexp.reduce(targets[n] / 0.5))
         expected.append(np.sum(teacher * np.log(teacher / student)))
     assert loss == pytest.approx(np.mean(expected), rel=1e-3) and loss > 0
-    agent = train(train_env, R3Config(**dict(TINY, epochs=1, listwise_weight=1.0)), tmp_path / "kl", progress=False)
+    # training back-propagates it in chunks of questions: the chunks' shares add up to the whole batch's loss
+    chunks = [float(listwise_loss(retriever, batch[n:n + 1], lists[n:n + 1], targets[n:n + 1], config)) for n in (0, 1)]
+    assert np.mean(chunks) == pytest.approx(loss, rel=1e-3)
+    agent = train(train_env, R3Config(**dict(TINY, epochs=1, listwise_weight=1.0, listwise_chunk=1)), tmp_path / "kl",
+                  progress=False)
     history = agent.metadata["training"]["history"]
     assert all("listwise" in h and np.isfinite(h["loss"]) for h in history)  # every question has >= 2 candidates
     assert agent.config.listwise_weight == 1.0

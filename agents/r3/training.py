@@ -24,6 +24,7 @@ every ``checkpoint_every`` steps and at each epoch end; a killed run resumes exa
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import pickle
@@ -61,6 +62,7 @@ class R3Config:
     listwise_weight: float = 0.0  # > 0 adds the listwise KL term (REPLUG-style) to InfoNCE; 0: InfoNCE alone
     listwise_candidates: int = 10  # per question, the live top-L candidates the KL term ranks
     listwise_temperature: float = 1.0  # of the LLM target softmax over those candidates' log-probs
+    listwise_chunk: int = 4  # questions per backward pass of the listwise term (memory only: same gradient)
     threshold_margin: float = 0.5  # T+ >= closed-book log-prob + margin (nats per answer token)
     positive_quantile: float = 0.75  # T+ >= this quantile of the initial candidates' log-probs
     negative_quantile: float = 0.5  # T- <= this quantile
@@ -84,9 +86,10 @@ class R3Config:
             raise ConfigError("R3 thresholds need 0 <= negative_quantile <= positive_quantile <= 1")
         if self.learning_rate <= 0 or self.temperature <= 0:
             raise ConfigError("R3 learning_rate and temperature must be positive")
-        if self.listwise_weight < 0 or self.listwise_candidates < 2 or self.listwise_temperature <= 0:
-            raise ConfigError("R3 listwise_weight must be >= 0, listwise_candidates >= 2 and "
-                              "listwise_temperature > 0")
+        if (self.listwise_weight < 0 or self.listwise_candidates < 2 or self.listwise_temperature <= 0
+                or self.listwise_chunk < 1):
+            raise ConfigError("R3 listwise_weight must be >= 0, listwise_candidates >= 2, "
+                              "listwise_temperature > 0 and listwise_chunk >= 1")
 
     @property
     def uses_vocab_head(self) -> bool:
@@ -450,6 +453,24 @@ def train(env, config: R3Config = R3Config(), output_dir: str | Path | None = No
     return agent
 
 
+_LIBC = None
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap pages freed by a step back to the OS (glibc's malloc_trim; a no-op elsewhere).
+
+    Each step's activations have other shapes, so glibc's arenas fragment and a training process's
+    resident memory otherwise creeps up by about 0.5 GiB per step on CPU (measured: 3.5 -> 6.7 GiB
+    over 5 steps without, flat at 1.1 GiB with it).
+    """
+    global _LIBC
+    try:
+        _LIBC = _LIBC or ctypes.CDLL("libc.so.6")
+        _LIBC.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _train_step(retriever: R3Retriever, env, batch: list[Question], upper: dict, lower: dict, optimizer, rng,
                 config: R3Config) -> dict:
     """One on-policy step: retrieve, get feedback, label, update. Returns its record for the history."""
@@ -480,9 +501,12 @@ def _train_step(retriever: R3Retriever, env, batch: list[Question], upper: dict,
         negatives.append([int(rows[n, j]) for j in neg])
     record = {"questions_with_positive": len(chosen), "topk_logprob": float(np.nanmean(top)),
               "llm_sequences": int(env.scorer.stats.scored_sequences - before), "loss": float("nan")}
+    optimizer.zero_grad(set_to_none=True)
     loss, parts = None, {}
     if chosen:
-        loss, parts = contrastive_loss(retriever, chosen, positives, negatives, config)
+        contrastive, parts = contrastive_loss(retriever, chosen, positives, negatives, config)
+        contrastive.backward()  # before the listwise term's forward passes: one graph alive at a time
+        loss = float(contrastive.detach())
     if config.listwise_weight > 0:  # every question with >= 2 scored candidates, in the live order
         ranked, lists, targets = [], [], []
         for n, question in enumerate(batch):
@@ -491,16 +515,21 @@ def _train_step(retriever: R3Retriever, env, batch: list[Question], upper: dict,
                 ranked.append(question)
                 lists.append([int(rows[n, j]) for j in kept])
                 targets.append(logprobs[n, kept])
-        if ranked:
-            kl = listwise_loss(retriever, ranked, lists, targets, config)
-            parts["listwise"] = float(kl.detach())
-            loss = config.listwise_weight * kl if loss is None else loss + config.listwise_weight * kl
+        if ranked:  # in chunks of questions, gradients accumulated: the same gradient as one pass, less memory
+            kl_sum = 0.0
+            for start in range(0, len(ranked), config.listwise_chunk):
+                part = slice(start, start + config.listwise_chunk)
+                kl = listwise_loss(retriever, ranked[part], lists[part], targets[part], config)
+                share = len(ranked[part]) / len(ranked)
+                (config.listwise_weight * share * kl).backward()
+                kl_sum += float(kl.detach()) * share
+            parts["listwise"] = kl_sum
+            loss = (loss or 0.0) + config.listwise_weight * kl_sum
     if loss is not None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         optimizer.step()
-        record.update(loss=float(loss.detach()), **parts)
+        record.update(loss=loss, **parts)
+    _return_freed_memory()
     return record
 
 
