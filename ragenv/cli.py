@@ -271,6 +271,10 @@ def train_r3(
     hard_negatives: Optional[int] = typer.Option(None, help="Hard negatives per question: those the current model ranks highest (default: R3Config.hard_negatives)."),
     listwise_weight: Optional[float] = typer.Option(None, help="Weight of the listwise KL term added to InfoNCE: the live top-L "
                                                     "candidates pulled towards the LLM's softmax over them (0: off; default: R3Config.listwise_weight)."),
+    positive_window: Optional[float] = typer.Option(None, help="T+ is at least the best candidate's single-passage log-prob "
+                                                    "minus this many nats: positives are the LLM's clear favourites (default: R3Config.positive_window)."),
+    threshold_margin: Optional[float] = typer.Option(None, help="T+ is at least the closed-book log-prob plus this margin "
+                                                     "(nats per answer token; default: R3Config.threshold_margin)."),
     seed: int = typer.Option(0, help="Seed of the question order and positive draws."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
@@ -288,7 +292,8 @@ def train_r3(
         raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
     overrides = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                  "num_candidates": candidates, "reindex_every": reindex_every, "positives": positives,
-                 "hard_negatives": hard_negatives, "listwise_weight": listwise_weight}
+                 "hard_negatives": hard_negatives, "listwise_weight": listwise_weight,
+                 "positive_window": positive_window, "threshold_margin": threshold_margin}
     config = replace(R3Config(first_stage=first_stage, seed=seed), **{k: v for k, v in overrides.items() if v is not None})
     environment = gym.make("RAGRetrieval-v0", dataset=dataset, split=split, limit=limit or None, llm=llm,
                            data_dir=data_dir, features=False, k=config.k, num_candidates=config.num_candidates)

@@ -81,6 +81,15 @@ def test_thresholds_follow_the_documented_rule():
     assert upper[1] == pytest.approx(-0.5) and lower[1] == pytest.approx(q50[1])  # closed-book is already good
     assert np.all(lower <= upper)
 
+    window = R3Config(threshold_margin=0.5, positive_quantile=0.75, negative_quantile=0.5, positive_window=0.5)
+    near = np.array([[-6, -4, -2.8, -2.6, -2], [-3, -2.5, -2, -1.8, -1.6]], dtype=np.float32)
+    plain_upper, plain_lower = thresholds(closed, near, config)
+    upper_w, lower_w = thresholds(closed, near, window)
+    assert upper_w[0] == pytest.approx(-2.5)  # within 0.5 nats of the best candidate (-2)
+    assert np.sum(near[0] >= upper_w[0]) == 1 and np.sum(near[0] >= plain_upper[0]) == 2  # the runner-up drops out
+    assert upper_w[1] == pytest.approx(-0.5)  # the closed-book margin still binds when it is higher
+    assert np.array_equal(lower_w, plain_lower)  # the window moves T+ only
+
 
 def test_training_learns_saves_and_evaluates_through_the_cli(trained, train_env, small_dataset):
     agent, folder, messages = trained
@@ -259,6 +268,8 @@ def test_bad_configuration_and_agents_are_rejected(small_dataset, tmp_path):
         R3Config(k=5, num_candidates=3)
     with pytest.raises(ConfigError, match="quantile"):
         R3Config(negative_quantile=0.9, positive_quantile=0.5)
+    with pytest.raises(ConfigError, match="positive_window"):
+        R3Config(positive_window=-1.0)
     for args, expected in (
         (["evaluate", "--env", "RAGRetrieval-v0", "--agent", f"r3:{tmp_path}/none", "--dataset", str(small_dataset)],
          "no trained R3 agent"),

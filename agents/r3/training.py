@@ -65,6 +65,7 @@ class R3Config:
     listwise_chunk: int = 4  # questions per backward pass of the listwise term (memory only: same gradient)
     threshold_margin: float = 0.5  # T+ >= closed-book log-prob + margin (nats per answer token)
     positive_quantile: float = 0.75  # T+ >= this quantile of the initial candidates' log-probs
+    positive_window: float | None = None  # T+ >= the best initial candidate's log-prob minus this (None: no such bound)
     negative_quantile: float = 0.5  # T- <= this quantile
     vocab_head: bool | None = None  # train the vocabulary head (None: only with the bag-of-tokens first stage)
     activation: str = "elu1p"
@@ -84,6 +85,8 @@ class R3Config:
             raise ConfigError("R3 needs num_candidates >= k >= 1, epochs >= 1 and batch_size >= 1")
         if not (0.0 <= self.negative_quantile <= self.positive_quantile <= 1.0):
             raise ConfigError("R3 thresholds need 0 <= negative_quantile <= positive_quantile <= 1")
+        if self.positive_window is not None and not self.positive_window >= 0:
+            raise ConfigError("R3 positive_window must be >= 0 (nats below the best candidate), or None")
         if self.learning_rate <= 0 or self.temperature <= 0:
             raise ConfigError("R3 learning_rate and temperature must be positive")
         if (self.listwise_weight < 0 or self.listwise_candidates < 2 or self.listwise_temperature <= 0
@@ -103,12 +106,16 @@ def thresholds(closed_book: np.ndarray, candidate_logprobs: np.ndarray, config: 
     """Per-question ``(T+, T-)``, fixed before training from the starting retriever's candidates.
 
     The documented rule, with ``c`` the closed-book log-prob and ``S`` the log-probs given each
-    initial candidate: ``T+ = max(c + margin, quantile(S, positive_quantile))`` and
+    initial candidate: ``T+ = max(c + margin, quantile(S, positive_quantile), max(S) - positive_window)``
+    (the last term only when ``positive_window`` is set) and
     ``T- = min(c + margin, quantile(S, negative_quantile))``. A positive must beat answering
-    closed-book by the margin and be among the better candidates; a negative helps less than
-    that margin or sits in the worse half. ``T- <= T+`` always.
+    closed-book by the margin, be among the better candidates and, with a window, be within
+    ``positive_window`` nats of the LLM's favourite; a negative helps less than the margin or sits
+    in the worse half. ``T- <= T+`` always.
     """
     upper = np.nanquantile(candidate_logprobs, config.positive_quantile, axis=1)
+    if config.positive_window is not None:
+        upper = np.maximum(upper, np.nanmax(candidate_logprobs, axis=1) - config.positive_window)
     lower = np.nanquantile(candidate_logprobs, config.negative_quantile, axis=1)
     helpful = closed_book + config.threshold_margin
     return np.maximum(helpful, upper).astype(np.float32), np.minimum(helpful, lower).astype(np.float32)
