@@ -69,5 +69,6 @@ def discover() -> tuple[list[str], dict[str, str], dict[str, list[str]]]:
     return packages, dict(ROOTS), {package: names for package, names in package_data.items() if names}
 
 
-packages, package_dir, package_data = discover()
-setup(packages=packages, package_dir=package_dir, package_data=package_data)
+if __name__ == "__main__":  # setuptools runs this file as __main__; tests import discover() alone
+    packages, package_dir, package_data = discover()
+    setup(packages=packages, package_dir=package_dir, package_data=package_data)
