@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ragenv.data import Corpus, Dataset, Question, load_dataset
 from ragenv.errors import ConfigError
 from ragenv.index import Index, make_index
-from ragenv.llm import FrozenLLM, LLMConfig
+from ragenv.llm import FrozenLLM, LLMConfig, make_llm_config
 from ragenv.reward_cache import RewardCache
 
 
@@ -38,8 +38,21 @@ def build_components(
     first_stage: str,
     features: bool,
     encoder: str,
+    *,
+    dtype: str | None = None,
+    device: str | None = None,
 ) -> EnvComponents:
-    """Load the split (first ``limit`` questions), the scorer (shared if given) and the indexes."""
+    """Load the split (first ``limit`` questions), the scorer (shared if given) and the indexes.
+
+    ``dtype``/``device`` set the frozen LLM's numeric setting (None: the ``llm`` config's, by
+    default the canonical float32); they are checked here, before any data or model is read.
+    """
+    llm_config = make_llm_config(llm, dtype, device)
+    if scorer is not None and (dtype is not None or device is not None):
+        wanted = (llm_config.dtype, llm_config.device)
+        if (scorer.config.dtype, scorer.config.device) != wanted:
+            raise ConfigError(f"dtype/device {wanted} differ from the shared scorer's "
+                              f"({scorer.config.dtype}, {scorer.config.device}); leave them out or build another scorer")
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
     questions = data.split(split)
     if limit is not None:
@@ -49,7 +62,7 @@ def build_components(
     if scorer is None:
         if isinstance(cache, (str, bytes)) or cache is None:
             cache = RewardCache(cache)
-        scorer = FrozenLLM(llm if isinstance(llm, LLMConfig) else LLMConfig(name=llm), cache)
+        scorer = FrozenLLM(llm_config, cache)
     first = make_index(first_stage, data.corpus)
     dense = None
     if features:

@@ -87,7 +87,9 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
     the em/f1/accuracy rewards), ``features`` (True: encoder embeddings in the
     observation), ``diagnostics`` (False), ``encoder``, ``limit`` (first N questions of the split),
     ``data_dir``, ``cache`` (a :class:`RewardCache` or path), ``scorer`` (a shared
-    :class:`FrozenLLM`).
+    :class:`FrozenLLM`), ``dtype`` (the LLM's precision: ``float32``, the canonical setting
+    this version is defined in, or the opt-in ``bfloat16``/``float16``, whose results are
+    recorded as non-canonical) and ``device`` (``auto``, ``cpu``, ``cuda``).
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -111,6 +113,8 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         scorer: FrozenLLM | None = None,
         diagnostics: bool = False,
         render_mode: str | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
     ):
         if reward not in REWARDS:
             raise ConfigError(f"unknown reward {reward!r}: use one of {', '.join(REWARDS)}")
@@ -118,7 +122,8 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
             raise ConfigError("k and num_candidates must be at least 1")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"unknown render_mode {render_mode!r}: use 'ansi' or None")
-        parts = build_components(dataset, split, limit, data_dir, llm, cache, scorer, first_stage, features, encoder)
+        parts = build_components(dataset, split, limit, data_dir, llm, cache, scorer, first_stage, features, encoder,
+                                 dtype=dtype, device=device)
         self.dataset, self.corpus, self.questions = parts.dataset, parts.corpus, parts.questions
         self.scorer, self.first_stage, self.dense = parts.scorer, parts.first_stage, parts.dense
         self.split_name = split

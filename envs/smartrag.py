@@ -199,7 +199,8 @@ class SmartRAGEnv(SharedEnvMixin, gym.Env):
     (passages per retrieval, 3), ``reward`` (``em_f1`` or ``accuracy``), ``first_stage``
     (``bm25s``, ``pyserini`` or ``dense``), ``features`` (True), ``encoder``, ``limit``,
     ``data_dir``, ``cache`` (a :class:`RewardCache` or path), ``scorer`` (a shared
-    :class:`FrozenLLM`), ``render_mode`` (``ansi``).
+    :class:`FrozenLLM`), ``render_mode`` (``ansi``), ``dtype`` (``float32``, canonical, or
+    the opt-in ``bfloat16``/``float16``) and ``device`` (``auto``, ``cpu``, ``cuda``).
 
     ``precompute()`` (``ragenv precompute``) fills the reward cache with every LLM
     result the episodes can reach, batched; after it, steps make no LLM call.
@@ -225,6 +226,8 @@ class SmartRAGEnv(SharedEnvMixin, gym.Env):
         cache: RewardCache | str | None = None,
         scorer: FrozenLLM | None = None,
         render_mode: str | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
     ):
         if reward not in REWARDS:
             raise ConfigError(f"unknown reward {reward!r} for SmartRAG: use one of {', '.join(REWARDS)}")
@@ -236,7 +239,8 @@ class SmartRAGEnv(SharedEnvMixin, gym.Env):
             raise ConfigError(f"alpha must be a finite number, got {alpha!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"unknown render_mode {render_mode!r}: use 'ansi' or None")
-        parts = build_components(dataset, split, limit, data_dir, llm, cache, scorer, first_stage, features, encoder)
+        parts = build_components(dataset, split, limit, data_dir, llm, cache, scorer, first_stage, features, encoder,
+                                 dtype=dtype, device=device)
         self.dataset, self.corpus, self.questions = parts.dataset, parts.corpus, parts.questions
         self.scorer, self.first_stage, self.dense = parts.scorer, parts.first_stage, parts.dense
         self.split_name = split

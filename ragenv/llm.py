@@ -34,6 +34,10 @@ from typing import Sequence
 from ragenv import settings
 from ragenv.data import Passage, Question
 from ragenv.errors import ConfigError, PromptTooLongError
+from ragenv.numerics import (  # noqa: F401 (resolve_* and cpu_has_fast_bf16 are re-exported for callers)
+    CANONICAL_DTYPE, NumericSetting, configure_device_precision, cpu_has_fast_bf16, numeric_setting, resolve_device,
+    resolve_dtype, slow_dtype_warning,
+)
 from ragenv.reward_cache import CacheEntry, RewardCache, cache_key
 
 # The prompt is versioned: change PROMPT_VERSION whenever its wording or truncation changes,
@@ -76,11 +80,26 @@ class LLMConfig:
 
     name: str = "gemma-3-270m"
     device: str = "auto"  # auto: cuda when present, else cpu
-    dtype: str = "auto"  # auto: bfloat16 where supported, else float32; or float32/bfloat16/float16
+    dtype: str = CANONICAL_DTYPE  # float32, the canonical setting; bfloat16/float16 are non-canonical opt-ins
     max_batch_tokens: int = 2400  # padded tokens per forward pass (length-bucketed batches)
     max_new_tokens: int = 24
     max_passage_words: int = 160  # passages longer than this are cut (documented rule, not the tokenizer)
     max_question_words: int = 96
+
+
+def make_llm_config(llm: str | LLMConfig, dtype: str | None = None, device: str | None = None) -> LLMConfig:
+    """An :class:`LLMConfig` from a name or config, with ``dtype``/``device`` overriding (None keeps), checked."""
+    import dataclasses
+
+    from ragenv.numerics import check_dtype
+
+    config = llm if isinstance(llm, LLMConfig) else LLMConfig(name=llm)
+    changes = {key: value for key, value in (("dtype", dtype), ("device", device)) if value is not None}
+    config = dataclasses.replace(config, **changes) if changes else config
+    check_dtype(config.dtype)
+    if config.device != "auto" and config.device != "cpu" and not config.device.startswith("cuda"):
+        raise ConfigError(f"unknown device {config.device!r}: use auto, cpu, cuda or cuda:N")
+    return config
 
 
 @dataclass(frozen=True)
@@ -224,40 +243,6 @@ def _folder_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(requested: str, device: str):
-    """The torch dtype for a requested name; 'auto' is bfloat16 where the hardware is fast at it."""
-    import torch
-
-    if requested == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[requested]
-    except KeyError:
-        raise ConfigError(f"unknown dtype {requested!r}: use auto, float32, bfloat16 or float16") from None
-
-
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {requested!r} asked for, but no CUDA GPU is available; use --device cpu")
-    return requested
-
-
 # --------------------------------------------------------------------------- the scorer
 
 
@@ -279,6 +264,7 @@ class FrozenLLM:
         self._tokenizer = None
         self._lock = threading.Lock()
         self._fingerprint: str | None = None
+        self._cache_fingerprint: str | None = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -290,22 +276,42 @@ class FrozenLLM:
         return str(resolve_dtype(self.config.dtype, self.device)).replace("torch.", "")
 
     @property
+    def numerics(self) -> NumericSetting:
+        """The numeric setting results are computed in (dtype, device, hardware; canonical or not)."""
+        return numeric_setting(self.dtype_name, self.device)
+
+    def _weights_digest(self) -> str:
+        src = self.source
+        if src.kind == "gguf":
+            return src.known_sha256 or _file_digest(src.gguf_path)
+        if src.kind == "dir":
+            return _folder_digest(Path(src.location))
+        return f"hub:{src.location}"
+
+    @property
     def fingerprint(self) -> str:
-        """Identifies the weights, tokenizer and numeric precision, without loading the model."""
+        """The model's identity: its weights and tokenizer, whatever the numeric setting (no model load).
+
+        A leaderboard submission must match it; the numeric setting is recorded beside it.
+        """
         if self._fingerprint is None:
-            src = self.source
-            if src.kind == "gguf":
-                weights = src.known_sha256 or _file_digest(src.gguf_path)
-            elif src.kind == "dir":
-                weights = _folder_digest(Path(src.location))
-            else:
-                weights = f"hub:{src.location}"
-            self._fingerprint = hashlib.sha256(f"{weights}|{self.dtype_name}".encode()).hexdigest()
+            self._fingerprint = hashlib.sha256(f"model|{self._weights_digest()}".encode()).hexdigest()
         return self._fingerprint
+
+    @property
+    def cache_fingerprint(self) -> str:
+        """Model and dtype: part of every reward-cache key, so two numeric settings never share an entry.
+
+        Its formula is frozen (sha256 of ``weights|dtype``): a new formula would orphan every cache.
+        """
+        if self._cache_fingerprint is None:
+            self._cache_fingerprint = hashlib.sha256(f"{self._weights_digest()}|{self.dtype_name}".encode()).hexdigest()
+        return self._cache_fingerprint
 
     def describe(self) -> dict:
         return {"name": self.config.name, "fingerprint": self.fingerprint, "dtype": self.dtype_name,
-                "prompt_version": PROMPT_VERSION, "task_prompt_versions": dict(TASKS)}
+                "prompt_version": PROMPT_VERSION, "task_prompt_versions": dict(TASKS),
+                "numerics": self.numerics.describe()}
 
     # ------------------------------------------------------------------ loading
     def _converted_dir(self) -> Path:
@@ -321,7 +327,14 @@ class FrozenLLM:
             from transformers.utils import logging as hf_logging
 
             hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
             dtype = resolve_dtype(self.config.dtype, self.device)
+            configure_device_precision(self.device, self.dtype_name)
+            slow = slow_dtype_warning(self.dtype_name, self.device)
+            if slow:
+                import warnings
+
+                warnings.warn(slow, stacklevel=3)
             if self.source.kind == "gguf":
                 source = self._converted_dir()
                 if not (source / "config.json").exists():
@@ -418,7 +431,7 @@ class FrozenLLM:
         return self.tokenizer(answer, add_special_tokens=False)["input_ids"]
 
     def _key(self, kind: str, question: str, passages: Sequence[Passage], extra: object, task: str = "answer") -> str:
-        parts = [kind, self.fingerprint, PROMPT_VERSION, self.config.max_passage_words,
+        parts = [kind, self.cache_fingerprint, PROMPT_VERSION, self.config.max_passage_words,
                  self.config.max_question_words, question, [(p.id, p.contents) for p in passages], extra]
         if task != "answer":  # the answer task keeps the keys it always had, so existing caches stay valid
             parts[2] = TASKS[task]
@@ -483,7 +496,7 @@ class FrozenLLM:
                             use_cache=True, logits_to_keep=1)
                 self.stats.forward_passes += 1
                 last_logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-                cache = out.past_key_values
+                cache = _output_cache(out)
                 rep = [(b, a) for b, i in enumerate(batch) for a in aliases[i] if a]
                 if rep:
                     alias_cache = copy.deepcopy(cache) if any(generate[i] for i in batch) else cache
@@ -498,7 +511,7 @@ class FrozenLLM:
                     steps = torch.arange(span, device=ids.device)
                     cont = model(input_ids=alias_ids, attention_mask=torch.cat([mask[rows], alias_mask], dim=1),
                                  position_ids=lengths[rows, None] + steps, cache_position=width + steps,
-                                 past_key_values=alias_cache, use_cache=True)
+                                 use_cache=True, **_cache_argument(model, alias_cache))
                     self.stats.forward_passes += 1
                     self.stats.tokens += int(alias_mask.sum())
                     cont_logprobs = torch.log_softmax(cont.logits.float(), dim=-1)
@@ -544,8 +557,8 @@ class FrozenLLM:
                 break
             mask = torch.cat([mask, torch.ones((len(batch), 1), dtype=mask.dtype, device=mask.device)], dim=1)
             out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
-                        cache_position=torch.tensor([width + step], device=mask.device), past_key_values=cache,
-                        use_cache=True)
+                        cache_position=torch.tensor([width + step], device=mask.device), use_cache=True,
+                        **_cache_argument(model, cache))
             self.stats.forward_passes += 1
             next_ids = out.logits[:, -1].argmax(-1)
         for b, i in enumerate(batch):
@@ -635,7 +648,7 @@ class FrozenLLM:
                     values.append((gen_keys[i], "generate", {"text": texts[n], **common}))
                 for key, kind, value in values:
                     found[key] = value
-                    entries.append(CacheEntry(key, kind, self.fingerprint, request.question.id,
+                    entries.append(CacheEntry(key, kind, self.cache_fingerprint, request.question.id,
                                               ",".join(p.id for p in request.passages), value))
             if self.cache is not None:
                 self.cache.put_many(entries)
@@ -710,6 +723,24 @@ def _fold_output_head(model) -> None:
         return F.linear(hidden.reshape(-1, hidden.shape[-1]), head.weight, head.bias).unflatten(0, hidden.shape[:-1])
 
     head.forward = forward
+
+
+def _cache_argument(model, cache) -> dict:
+    """The KV cache as the forward keyword this transformers version takes: ``cache`` (5.x), else
+    ``past_key_values`` (deprecated in 5.x, removed in 5.40)."""
+    import inspect
+
+    name = getattr(model, "_ragenv_cache_argument", None)
+    if name is None:
+        name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        model._ragenv_cache_argument = name
+    return {name: cache}
+
+
+def _output_cache(output):
+    """The KV cache a forward pass returned (``cache``, or ``past_key_values`` before it was renamed)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def _check_task(task: str) -> None:

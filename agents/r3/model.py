@@ -41,7 +41,7 @@ class R3Encoder:
     """
 
     def __init__(self, path: str, activation: str = "elu1p", max_query_tokens: int = 64,
-                 max_passage_tokens: int = 160, device: str = "cpu"):
+                 max_passage_tokens: int = 160, device: str = "cpu", autocast: bool = False):
         import torch
         import transformers
         from transformers.utils import logging as hf_logging
@@ -61,11 +61,9 @@ class R3Encoder:
         self.vocab_size = int(bert.config.vocab_size)
         self.dim = int(bert.config.hidden_size)
         self.special_ids = sorted(set(self.tokenizer.all_special_ids))
-        # bf16 autocast where the CPU (or GPU) runs it fast: about 2x on this project's CPUs; the weights
-        # and optimizer state stay float32.
-        from ragenv.llm import resolve_dtype
-
-        self.autocast = resolve_dtype("auto", device) == torch.bfloat16
+        # float32 by default, so a checkpoint ranks the same on every machine; bf16 autocast (about 2x on
+        # CPUs with native bf16; weights and optimizer state stay float32) is an explicit opt-in.
+        self.autocast = bool(autocast)
 
     # ------------------------------------------------------------------ sparse side (no parameters)
     def bag_of_tokens(self, texts: Sequence[str], kind: str = "passage"):
