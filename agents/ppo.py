@@ -372,7 +372,7 @@ class _Checkpoint:
 def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split: str, llm: str,
                 config: PPOConfig = PPOConfig(), limit: int | None = None, eval_limit: int | None = None,
                 workdir: str | Path, output: str | Path, data_dir: str | None = None, progress: bool = True,
-                log=print) -> dict:
+                log=print, dtype: str = "float32", device: str = "auto") -> dict:
     """Train one agent per alpha, evaluate each on ``eval_split`` at its alpha, plot reward and retrieval rate.
 
     Writes ``<workdir>/alpha-<a>/`` (agent and ``eval.json``), the PNG ``output`` and
@@ -385,7 +385,7 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
     from ragenv.evaluate import EvalConfig, evaluate, write_json
 
     workdir = Path(workdir)
-    common = dict(dataset=dataset, llm=llm, data_dir=data_dir, features=config.needs_features)
+    common = dict(dataset=dataset, llm=llm, data_dir=data_dir, features=config.needs_features, dtype=dtype, device=device)
     train_env = gym.make("SmartRAG-v0", split=split, limit=limit, **common)
     eval_env = gym.make("SmartRAG-v0", split=eval_split, limit=eval_limit, **common)
     log(f"precomputing {dataset}/{split} and {dataset}/{eval_split} (frozen LLM, once for every alpha)")
@@ -398,7 +398,8 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
         log(f"alpha={alpha:g}: training {config.total_timesteps} steps -> {folder}")
         agent = PPOAgent.train(train_env, config, folder, progress=progress)
         result = evaluate(EvalConfig(env="SmartRAG-v0", agent=f"ppo:{folder}", dataset=dataset, split=eval_split,
-                                     limit=eval_limit, llm=llm, data_dir=data_dir, env_options={"alpha": float(alpha)}),
+                                     limit=eval_limit, llm=llm, data_dir=data_dir, dtype=dtype, device=device,
+                                     env_options={"alpha": float(alpha)}),
                           env=eval_env, agent=agent, progress=progress)
         write_json(result, folder / "eval.json")
         m = result["metrics"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 if "RAGRetrieval-v0" not in registry:
     register(id="RAGRetrieval-v0", entry_point="ragenv.envs.retrieval:RAGRetrievalEnv",

@@ -2,9 +2,9 @@
 
 What it measures (every figure in the JSON under ``results``; the machine under ``machine``):
 
-- ``matmul_peak_flops``: a large square matrix product in the scorer's dtype (bfloat16 where
-  the hardware computes it natively, see :func:`ragenv.llm.resolve_dtype`; else float32), best
-  of several repeats: the ceiling the scorer's matrix products can reach.
+- ``matmul_peak_flops``: a large square matrix product in the scorer's dtype (float32, the
+  canonical setting, unless ``--dtype`` says otherwise), best of several repeats: the ceiling
+  the scorer's matrix products can reach.
 - ``matmul_model_shape_flops``: the same at the scored model's own shapes (mean prompt tokens x
   hidden x MLP width): what its linear layers can reach, against which to read the scoring figure.
 - ``scoring_batched_tokens_per_s`` / ``scoring_single_tokens_per_s``: :meth:`FrozenLLM.run
@@ -72,7 +72,7 @@ class BenchConfig:
     split: str = "test"
     data_dir: str | None = None
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: str = "float32"  # canonical; bfloat16/float16 measure the opt-in modes
     quick: bool = False
 
     @property
@@ -94,7 +94,7 @@ def machine_info(device: str, dtype) -> dict:
     import torch
     import transformers
 
-    from ragenv.llm import cpu_has_fast_bf16
+    from ragenv.numerics import cpu_has_fast_bf16, cpu_isa
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -108,6 +108,7 @@ def machine_info(device: str, dtype) -> dict:
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_native_bf16": cpu_has_fast_bf16(),
+        "cpu_isa": cpu_isa(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -450,8 +451,12 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
         results["peak_memory"] = peak_memory(device)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+    from ragenv.numerics import numeric_setting
+    from ragenv.provenance import provenance
+
     return {
         "machine": machine_info(device, dtype),
+        "provenance": provenance(numeric_setting(str(dtype).replace("torch.", ""), device)),
         "config": {**asdict(config), "sizes": sizes, "torch_threads": torch.get_num_threads()},
         "results": results,
         "errors": errors,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ragenv.errors import RagenvError
+from ragenv.provenance import provenance_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Gymnasium environments for RL on retrieval-augmented generation.")
@@ -28,6 +29,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 DEMO_AGENTS = ("oracle", "bm25", "dense", "closed-book", "random")
+
+
+def dtype_option(default: str | None = "float32"):
+    """``--dtype``: the frozen LLM's precision (float32 is the canonical setting every version is defined in)."""
+    return typer.Option(default, help="The frozen LLM's precision: float32 (canonical, the default) or bfloat16/float16 "
+                                      "(opt-in, faster on CPUs with native bf16; results are marked non-canonical).")
+
+
+def device_option():
+    """``--device``: where the frozen LLM runs."""
+    return typer.Option("auto", help="auto (a CUDA GPU when present), cpu, cuda or cuda:N.")
 
 
 def _fmt(value) -> str:
@@ -73,6 +85,8 @@ def evaluate(
     url: Optional[str] = typer.Option(None, help="Submission: paper or code URL (shown as text)."),
     batch_size: int = typer.Option(16, min=1, help="Questions per frozen-LLM batch; each finished batch is journaled, so a "
                                             "killed run resumes from there."),
+    dtype: str = dtype_option(),
+    device: str = device_option(),
 ):
     """Run an agent on every question of a split and report reward, answer and IR metrics.
 
@@ -83,7 +97,7 @@ def evaluate(
     options = env_options_for(env, k=k, reward=reward, cost_per_passage=cost_per_passage, alpha=alpha,
                               max_retrievals=max_retrievals)
     config = EvalConfig(env=env, agent=agent, dataset=dataset, split=split, limit=limit, llm=llm, seed=seed,
-                        data_dir=data_dir, env_options=options)
+                        data_dir=data_dir, dtype=dtype, device=device, env_options=options)
     metadata = None
     if submission:  # checked before the run, so bad metadata costs nothing
         from ragenv.leaderboard.submission import check_submittable, default_metadata
@@ -94,6 +108,7 @@ def evaluate(
     result = run(config, log=console.print, batch_size=batch_size)
     console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}", [result],
                                  result["env_options"].get("k", 3)))
+    console.print(f"[dim]{provenance_line(result['provenance'])}[/dim]", highlight=False)
     if output:
         write_json(result, output)
         console.print(f"wrote {output}")
@@ -110,6 +125,9 @@ def demo(
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
     agents: Optional[str] = typer.Option(None, help=f"Comma-separated agents [default: {','.join(DEMO_AGENTS)}]."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    dtype: str = dtype_option(),
+    device: str = device_option(),
+    output_dir: Optional[str] = typer.Option(None, help="Also write each agent's result JSON (AGENT.json) into this folder."),
 ):
     """Compare the baselines on a slice of nq test with the default LLM.
 
@@ -117,15 +135,17 @@ def demo(
     a laptop CPU); by default the demo includes it only once that index exists. Name it
     in --agents to build it.
     """
+    from pathlib import Path
+
     from ragenv.encoder import Encoder
-    from ragenv.evaluate import EvalConfig, evaluate as run, make_env
+    from ragenv.evaluate import EvalConfig, evaluate as run, make_env, write_json
     from ragenv.index.dense import DenseIndex
     from ragenv.registry import check_agent_name
 
     names = [a.strip() for a in (agents or ",".join(DEMO_AGENTS)).split(",") if a.strip()]
     for name in names:
         check_agent_name(name, "RAGRetrieval-v0")
-    config = EvalConfig(dataset="nq", split="test", limit=limit, llm=llm, data_dir=data_dir)
+    config = EvalConfig(dataset="nq", split="test", limit=limit, llm=llm, data_dir=data_dir, dtype=dtype, device=device)
     environment = make_env(config)
     dense_path = DenseIndex.cache_path(environment.unwrapped.corpus, Encoder())
     if agents is None and not (dense_path / "manifest.json").exists():
@@ -136,7 +156,10 @@ def demo(
     for name in names:
         console.print(f"[bold]{name}[/bold] ...")
         results.append(run(EvalConfig(**{**config.__dict__, "agent": name}), env=environment))
+        if output_dir:
+            write_json(results[-1], Path(output_dir) / f"{name}.json")
     console.print(_results_table(f"RAGRetrieval-v0 | nq/test first {limit} | {llm}", results, environment.unwrapped.k))
+    console.print(f"[dim]{provenance_line(results[0]['provenance'])}[/dim]", highlight=False)
 
 
 @app.command()
@@ -158,6 +181,8 @@ def precompute(
     single_passages: bool = typer.Option(False, "--single-passages", help="RAGRetrieval-v0: also score each of the 20 "
                                          "BM25 candidates alone: R3's feedback for its bm25s first stage (the "
                                          "bm25s+dense default scores its dense half itself in `ragenv train r3`)."),
+    dtype: str = dtype_option(),
+    device: str = device_option(),
 ):
     """Fill the reward cache in batches: every frozen-LLM result SmartRAG-v0 episodes can reach, or
     RAGRetrieval-v0's closed-book baseline and first-stage top-k choice per question.
@@ -171,7 +196,8 @@ def precompute(
 
     if workers is not None and not (ray or ray_address):
         raise RagenvError("--workers sets the Ray shards: add --ray")
-    job = PrecomputeJob(env=env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
+    job = PrecomputeJob(env=env, dataset=dataset, split=split, limit=limit, llm=llm, dtype=dtype, device=device,
+                        data_dir=data_dir,
                         env_options=env_options_for(env, k=k, max_retrievals=max_retrievals), batch_size=batch_size,
                         single_passages=single_passages)
     started = time.perf_counter()
@@ -186,7 +212,7 @@ def precompute(
     from ragenv.journal import RunJournal
 
     journal = RunJournal("precompute", {"env": env, "options": {**base.env_options, **job.precompute_options}, "llm_fingerprint": base.scorer.fingerprint,
-                                        "dataset_fingerprint": base.dataset.split_fingerprint(split), "limit": limit,
+                                        "dtype": base.scorer.dtype_name, "dataset_fingerprint": base.dataset.split_fingerprint(split), "limit": limit,
                                         "cache": str(base.scorer.cache.path)})
     finished = {qid for r in journal.load() for qid in r["precomputed"]}
     journal.start([{"precomputed": sorted(finished)}] if finished else [])
@@ -219,6 +245,8 @@ def train_ppo(
         None, help="Comma-separated SmartRAG-v0 observation keys the policy reads (default: PPOConfig.observation_keys)."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    dtype: str = dtype_option(),
+    device: str = device_option(),
 ):
     """Train the MaskablePPO policy on SmartRAG-v0 (the cache is filled first); evaluate it with --agent ppo:DIR."""
     from pathlib import Path
@@ -240,7 +268,7 @@ def train_ppo(
         overrides["observation_keys"] = tuple(key.strip() for key in observation_keys.split(",") if key.strip())
     config = PPOConfig(**overrides)
     environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
-                           features=config.needs_features,
+                           dtype=dtype, device=device, features=config.needs_features,
                            alpha=alpha, max_retrievals=max_retrievals)
     base = environment.unwrapped
     observation_shapes(base.observation_space, config.observation_keys)  # an unknown key fails before any LLM work
@@ -278,6 +306,8 @@ def train_r3(
     seed: int = typer.Option(0, help="Seed of the question order and positive draws."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    dtype: str = dtype_option(),
+    device: str = device_option(),
 ):
     """Train the R3 retriever on RAGRetrieval-v0's feedback (scores the first-stage candidates first; resumable)."""
     from dataclasses import replace
@@ -296,7 +326,7 @@ def train_r3(
                  "positive_window": positive_window, "threshold_margin": threshold_margin}
     config = replace(R3Config(first_stage=first_stage, seed=seed), **{k: v for k, v in overrides.items() if v is not None})
     environment = gym.make("RAGRetrieval-v0", dataset=dataset, split=split, limit=limit or None, llm=llm,
-                           data_dir=data_dir, features=False, k=config.k, num_candidates=config.num_candidates)
+                           dtype=dtype, device=device, data_dir=data_dir, features=False, k=config.k, num_candidates=config.num_candidates)
     agent = train(environment, config, output, progress=True, resume=not overwrite, log=console.print)
     info = agent.metadata["training"]
     console.print(f"trained {info['steps']} steps over {info['questions']} questions in {info['seconds']:.1f} s "
@@ -321,6 +351,8 @@ def smartrag_alpha_sweep(
     workdir: Optional[str] = typer.Option(None, help="Folder for the agents and evaluations (default: next to the PNG)."),
     seed: int = typer.Option(0, help="Seed of each policy."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    dtype: str = dtype_option(),
+    device: str = device_option(),
 ):
     """Train and evaluate one PPO agent per alpha; plot reward and retrieval rate against alpha (PNG)."""
     from pathlib import Path
@@ -339,7 +371,7 @@ def smartrag_alpha_sweep(
     folder = Path(workdir) if workdir else Path(output).with_suffix("")
     summary = alpha_sweep(values, dataset=dataset, split=split, eval_split=eval_split, llm=llm, config=config,
                           limit=limit, eval_limit=eval_limit, workdir=folder, output=output, data_dir=data_dir,
-                          log=console.print)
+                          log=console.print, dtype=dtype, device=device)
     table = Table(title=f"PPO on SmartRAG-v0 | {dataset}/{eval_split} | {llm}")
     for column in ("alpha", "reward", "EM", "F1", "retrievals/question"):
         table.add_column(column, justify="right")
@@ -352,7 +384,7 @@ def smartrag_alpha_sweep(
 
 @app.command()
 def compare(
-    files: list[str] = typer.Argument(..., help="Result JSON files written by `ragenv evaluate --output`."),
+    files: list[str] = typer.Argument(..., help="Result JSON files written by `ragenv evaluate --output`, or leaderboard entries."),
     markdown: bool = typer.Option(False, help="Print a Markdown table (as in the README) instead of a rich one."),
     baseline: Optional[str] = typer.Option(None, help="Agent to compare with: adds each agent's mean reward difference "
                                                       "and its paired bootstrap 95% confidence interval."),
@@ -369,8 +401,12 @@ def compare(
             results.append(json.loads(Path(name).read_text()))
         except (OSError, ValueError) as exc:
             raise RagenvError(f"cannot read result file {name}: {exc}") from None
-        if "metrics" not in results[-1] or "agent" not in results[-1]:
-            raise RagenvError(f"{name} is not a result of `ragenv evaluate --output` (no 'metrics' or 'agent')")
+        document = results[-1]
+        if "agent" not in document and isinstance(document.get("metadata"), dict):  # a leaderboard entry
+            document.update(agent=document["metadata"].get("name"), env=document.get("env_id", ""))
+        if "metrics" not in document or "agent" not in document:
+            raise RagenvError(f"{name} is neither a result of `ragenv evaluate --output` nor a leaderboard entry "
+                              "(no 'metrics' or 'agent')")
     k = results[0].get("env_options", {}).get("k", 3)
     differences = {}
     if baseline is not None:
@@ -414,6 +450,29 @@ def agents(env: str = typer.Option("RAGRetrieval-v0", help="Environment id.")):
     for name, text in agent_names(env).items():
         table.add_row(name, text)
     console.print(table)
+
+
+@app.command()
+def doctor(lock: Optional[str] = typer.Option(None, help="Lock file to compare with (default: the checkout's requirements.lock).")):
+    """Check this install against the lock file, and show the machine's numeric path (exit 1 on a mismatch)."""
+    from pathlib import Path
+
+    from ragenv.doctor import check_environment, render
+    from ragenv.numerics import CANONICAL_DTYPE, cpu_has_fast_bf16, cpu_isa, cpu_model
+    from ragenv.provenance import provenance
+
+    report = check_environment(Path(lock) if lock else None)
+    for line in render(report):
+        console.print(line, highlight=False, soft_wrap=True)
+    record = provenance()
+    console.print(f"ragenv {record['ragenv']} @ {record['git_commit'] or 'no git checkout'}; torch {record['torch']}, "
+                  f"transformers {record['transformers']}, numpy {record['numpy']}", highlight=False)
+    bf16 = ("native bf16: the opt-in --dtype bfloat16 is about 2x faster here" if cpu_has_fast_bf16()
+            else "no native bf16: keep float32 (bfloat16 is about 100x slower here)")
+    console.print(f"CPU {cpu_model()}, kernels {cpu_isa()}; {bf16}; canonical setting {CANONICAL_DTYPE}", highlight=False)
+    if not report.ok:
+        differ = len(report.mismatches) + len(report.missing)
+        raise RagenvError(f"{differ} installed package(s) differ from {report.lock_path}: run scripts/setup.sh")
 
 
 @data_app.command("info")
@@ -460,18 +519,25 @@ def leaderboard_evaluate(
     output: Optional[str] = typer.Option(None, help="Write the scored entry JSON here."),
     allow_local: bool = typer.Option(False, help="Accept a local dataset folder or model file named by the submission."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    dtype: Optional[str] = dtype_option(None),
+    device: str = device_option(),
 ):
-    """Validate a submission and score it by replaying its actions (reported scores are ignored)."""
+    """Validate a submission and score it by replaying its actions (reported scores are ignored).
+
+    The replay runs in the canonical setting (float32) on any machine, whatever setting the
+    submission was made in; --dtype replays in another on purpose (the entry says so).
+    """
     from ragenv.evaluate import write_json
     from ragenv.leaderboard.replay import score_file
 
-    scored = score_file(file, allow_local=allow_local, data_dir=data_dir)
+    scored = score_file(file, allow_local=allow_local, data_dir=data_dir, dtype=dtype, device=device)
     from rich.markup import escape
 
     row = {"agent": escape(scored["metadata"]["name"]), "metrics": {**scored["metrics"], "seconds": scored["replay"]["seconds"]}}
     d = scored["dataset"]
     console.print(_results_table(f"replayed {scored['env_id']} | {d['name']}/{d['split']} | n={scored['n']} | "
                                  f"{scored['llm']['name']}", [row], scored["env_options"]["k"]))
+    console.print(f"replayed under {provenance_line(scored['provenance'])}", highlight=False)
     if output:
         write_json(scored, output)
         console.print(f"wrote {output}")
@@ -507,12 +573,14 @@ def leaderboard_regenerate(
     site: Optional[str] = typer.Option(None, help="Folder for the page (default: <out>/site)."),
     allow_local: bool = typer.Option(False, help="Allow a local dataset folder or model file."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    dtype: Optional[str] = dtype_option(None),
+    device: str = device_option(),
 ):
     """Evaluate each agent, write its submission, replay-score it into an entry, and rebuild the page."""
     from ragenv.leaderboard.entries import LEADERBOARD_DIR, regenerate
 
     regenerate([a.strip() for a in agents.split(",") if a.strip()], dataset=dataset, split=split, limit=limit or None,
-               llm=llm, out_dir=out or LEADERBOARD_DIR, site_dir=site, data_dir=data_dir, allow_local=allow_local,
+               llm=llm, dtype=dtype, device=device, out_dir=out or LEADERBOARD_DIR, site_dir=site, data_dir=data_dir, allow_local=allow_local,
                log=lambda message: console.print(message, soft_wrap=True, highlight=False))
 
 
@@ -535,7 +603,8 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Small workloads: a smoke run in about a minute, noisier figures."),
     dataset: str = typer.Option("nq", help="Questions and corpus the workloads come from."),
     split: str = typer.Option("test", help="Split the questions come from."),
-    device: str = typer.Option("auto", help="auto (a CUDA GPU when present), cpu or cuda."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
 ):
     """Measure this machine: scoring throughput and FLOPs against matmul peak, env steps/s, search queries/s, memory.
@@ -545,7 +614,8 @@ def bench(
     """
     from ragenv.bench import BenchConfig, results_table, run_bench, write_json
 
-    report = run_bench(BenchConfig(llm=llm, dataset=dataset, split=split, data_dir=data_dir, device=device, quick=quick),
+    report = run_bench(BenchConfig(llm=llm, dataset=dataset, split=split, data_dir=data_dir, device=device, dtype=dtype,
+                                   quick=quick),
                        log=lambda message: console.print(f"[dim]{message}[/dim]"))
     console.print(results_table(report))
     if output:

@@ -43,6 +43,8 @@ class PrecomputeJob:
     split: str = "train"
     limit: int | None = None
     llm: str = "gemma-3-270m"
+    dtype: str = "float32"  # the frozen LLM's numeric setting (float32 is canonical)
+    device: str = "auto"
     data_dir: str | None = None
     env_options: dict = field(default_factory=dict)  # k, max_retrievals, ... (ragenv.evaluate.env_options_for)
     batch_size: int = 16
@@ -71,7 +73,7 @@ def make_env(job: PrecomputeJob, cache: RewardCache | str | os.PathLike | None =
     if cache is not None and not isinstance(cache, RewardCache):
         cache = RewardCache(cache)
     env = gym.make(job.env, dataset=job.dataset, split=job.split, limit=job.limit, llm=job.llm,
-                   data_dir=job.data_dir, features=False, cache=cache, **job.env_options)
+                   dtype=job.dtype, device=job.device, data_dir=job.data_dir, features=False, cache=cache, **job.env_options)
     return env.unwrapped
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ragenv.errors import ConfigError, RagenvError
 from ragenv.metrics import ir_metrics
+from ragenv.numerics import CANONICAL_DTYPE
 
 if TYPE_CHECKING:
     from ragenv.journal import RunJournal
@@ -38,6 +39,8 @@ class EvalConfig:
     split: str = "test"
     limit: int | None = None
     llm: str = "gemma-3-270m"
+    dtype: str = CANONICAL_DTYPE  # the frozen LLM's numeric setting (float32 is canonical)
+    device: str = "auto"
     seed: int = 0
     generate_answers: bool = True
     data_dir: str | None = None
@@ -51,7 +54,8 @@ def make_env(config: EvalConfig, features: bool | None = None) -> gym.Env:
 
     if config.env not in gym.registry or config.env not in ENVIRONMENTS:
         raise ConfigError(f"unknown environment {config.env!r}: use one of {', '.join(ENVIRONMENTS)}")
-    common = dict(dataset=config.dataset, split=config.split, llm=config.llm, limit=config.limit, data_dir=config.data_dir)
+    common = dict(dataset=config.dataset, split=config.split, llm=config.llm, limit=config.limit, data_dir=config.data_dir,
+                  dtype=config.dtype, device=config.device)
     if env_family(config.env) == "retrieval":
         return gym.make(config.env, **common, generate_answers=config.generate_answers, features=bool(features),
                         diagnostics=True, **config.env_options)
@@ -222,6 +226,7 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
     (the unit a kill can lose).
     """
     from ragenv.journal import RunJournal
+    from ragenv.provenance import provenance
     from ragenv.registry import check_agent_name, make_agent
 
     started = time.perf_counter()
@@ -250,6 +255,8 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
         "llm": config.llm,
         "llm_fingerprint": base.scorer.fingerprint,
         "prompt_version": base.scorer.describe()["prompt_version"],
+        "numerics": base.scorer.numerics.describe(),  # dtype, device, hardware; canonical or not
+        "provenance": provenance(base.scorer.numerics),
         "n": len(records),
         "config": {k: v for k, v in asdict(config).items() if k not in ("agent",)},
         "env_options": base.env_options,
