@@ -19,6 +19,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragenv.errors import RagenvError, SubmissionError
+from ragenv.numerics import CANONICAL_DTYPE
 from ragenv.leaderboard.submission import DatasetRef, LLMRef, Metadata, submission_from_result, write_submission
 
 LEADERBOARD_DIR = Path(__file__).resolve().parent
@@ -36,7 +37,7 @@ class Entry(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    entry_format: int = Field(ge=1, le=1)
+    entry_format: int = Field(ge=2, le=2)
     env_id: str
     metadata: Metadata
     dataset: DatasetRef
@@ -45,6 +46,8 @@ class Entry(BaseModel):
     submission_sha256: str
     n: int = Field(ge=1)
     metrics: dict[str, Optional[float]]
+    numerics: dict[str, Any]  # the replay's numeric setting (dtype, device, hardware, canonical)
+    provenance: dict[str, Any]  # ragenv version and commit, library versions, CPU
     per_question: list[dict[str, Any]]
 
 
@@ -95,11 +98,12 @@ def load_entries(folder: str | Path = ENTRIES_DIR) -> list[tuple[str, Entry]]:
 
 def regenerate(agents=BASELINES, *, dataset: str = DEFAULT_SETTING["dataset"], split: str = DEFAULT_SETTING["split"],
                limit: int | None = DEFAULT_SETTING["limit"], llm: str = DEFAULT_SETTING["llm"],
-               out_dir: str | Path = LEADERBOARD_DIR, site_dir: str | Path | None = None, data_dir: str | None = None,
+               dtype: str | None = None, device: str = "auto", out_dir: str | Path = LEADERBOARD_DIR, site_dir: str | Path | None = None, data_dir: str | None = None,
                allow_local: bool = False, progress: bool = True, log=print) -> list[Path]:
     """Evaluate each agent, write its submission, replay it from disk, write its entry; then build the site.
 
     One environment serves every agent (the replay checks it against each submission).
+    ``dtype`` None: the canonical setting; another dtype makes non-canonical entries, marked so.
     Raises RagenvError if a replay disagrees with its run: that would be a bug.
     """
     from ragenv.evaluate import EvalConfig, evaluate, make_env
@@ -108,7 +112,8 @@ def regenerate(agents=BASELINES, *, dataset: str = DEFAULT_SETTING["dataset"], s
     from ragenv.registry import check_agent_name
 
     out_dir = Path(out_dir)
-    config = EvalConfig(dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir)
+    config = EvalConfig(dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
+                        dtype=dtype or CANONICAL_DTYPE, device=device)
     for agent in agents:
         check_agent_name(agent, config.env)  # fail before loading anything
     env = make_env(config)
@@ -117,7 +122,7 @@ def regenerate(agents=BASELINES, *, dataset: str = DEFAULT_SETTING["dataset"], s
         result = evaluate(EvalConfig(**{**config.__dict__, "agent": agent}), env=env, progress=progress)
         submission_path = write_submission(submission_from_result(result),
                                            out_dir / "submissions" / f"{entry_slug(_identity(result))}.json")
-        scored = score_file(submission_path, env=env, allow_local=allow_local, progress=progress)
+        scored = score_file(submission_path, env=env, allow_local=allow_local, progress=progress, dtype=dtype)
         differences = metric_differences(result["metrics"], scored["metrics"])
         if differences:
             raise RagenvError(f"replay of {agent} disagrees with its evaluation ({'; '.join(differences)}); "

@@ -9,6 +9,12 @@ environment's own ``validate_action`` and ``outcomes``, by the same
 ran, and a submission cannot claim a number it did not earn: ``reported_metrics`` is
 never read.
 
+Replays run in the canonical numeric setting (float32; :mod:`ragenv.numerics`) whatever
+the machine and whatever setting the submission records; another setting only when the
+caller asks for it (``dtype=``, ``--dtype``), and the entry then says it is non-canonical.
+A submission's actions therefore replay anywhere; only another model or prompt version
+is refused.
+
 A submission chooses names, not code: the dataset must be a named question set and
 the LLM a named model, unless ``allow_local=True`` (``--allow-local``) lets it name a
 local dataset folder or model file, for a user replaying their own file. Hugging Face
@@ -25,11 +31,12 @@ import gymnasium as gym
 import numpy as np
 
 from ragenv.errors import ConfigError, RagenvError, SubmissionError
+from ragenv.numerics import CANONICAL_DTYPE
 from ragenv.leaderboard.submission import (
     REPLAYABLE_ENVS, RetrievalEnvOptions, RetrievalSubmission, SmartRAGSubmission, _show, read_submission, to_json,
 )
 
-ENTRY_FORMAT = 1
+ENTRY_FORMAT = 2  # 2: numerics (the replay's setting) and provenance
 TELEMETRY = ("seconds", "cache_hit_rate")  # facts about a run, not about the agent: kept out of entry metrics
 
 
@@ -70,13 +77,24 @@ def _check_names(sub: RetrievalSubmission, source: str, allow_local: bool) -> No
                                   f"found {_show(llm)}{hint}")
 
 
-def replay_config(sub: RetrievalSubmission, data_dir: str | None = None):
-    """The :class:`~ragenv.evaluate.EvalConfig` of the environment a submission was made in."""
+def replay_config(sub: RetrievalSubmission, data_dir: str | None = None, dtype: str | None = None,
+                  device: str = "auto"):
+    """The :class:`~ragenv.evaluate.EvalConfig` that replays a submission (``dtype`` None: canonical)."""
     from ragenv.evaluate import EvalConfig
 
     return EvalConfig(env=sub.env_id, agent=sub.metadata.name, dataset=sub.dataset.name, split=sub.dataset.split,
                       limit=sub.dataset.limit, llm=sub.llm.name, generate_answers=True, data_dir=data_dir,
-                      env_options=sub.env_options.model_dump())
+                      dtype=dtype or CANONICAL_DTYPE, device=device, env_options=sub.env_options.model_dump())
+
+
+def check_setting(scorer, requested_dtype: str | None, source: str = "submission") -> None:
+    """Refuse a non-canonical replay the caller did not ask for (one line naming both settings)."""
+    setting = scorer.numerics
+    if setting.canonical or requested_dtype == setting.dtype:
+        return
+    raise ConfigError(f"{source}: the replaying environment computes in {setting.dtype}, but replays run in the canonical "
+                      f"{CANONICAL_DTYPE} unless asked otherwise: pass dtype={setting.dtype!r} (--dtype {setting.dtype}) "
+                      f"to replay in {setting.dtype} on purpose, or use a {CANONICAL_DTYPE} environment")
 
 
 def _env_value(base, key: str):
@@ -119,15 +137,16 @@ def check_against_env(sub: RetrievalSubmission, env: gym.Env, source: str = "sub
     scorer = base.scorer
     if sub.llm.name != scorer.config.name:
         raise SubmissionError(f"{source}: field llm.name: expected {scorer.config.name!r}, found {_show(sub.llm.name)}")
-    if sub.llm.fingerprint != scorer.fingerprint:
-        raise SubmissionError(
-            f"{source}: field llm.fingerprint: expected {scorer.fingerprint[:16]}... ({scorer.config.name}, "
-            f"{scorer.dtype_name} here), found {sub.llm.fingerprint[:16]}...; the submission was made with other weights "
-            "or precision: re-run it with this LLM")
     prompt_version = scorer.describe()["prompt_version"]
     if sub.llm.prompt_version != prompt_version:
         raise SubmissionError(f"{source}: field llm.prompt_version: expected {prompt_version!r}, "
-                              f"found {_show(sub.llm.prompt_version)}; re-run the agent with this ragenv version")
+                              f"found {_show(sub.llm.prompt_version)}; the prompt changed: re-run the agent with this "
+                              "ragenv version")
+    if sub.llm.fingerprint != scorer.fingerprint:  # the model alone: any numeric setting replays
+        raise SubmissionError(
+            f"{source}: field llm.fingerprint: expected {scorer.fingerprint[:16]}... (the weights and tokenizer of "
+            f"{scorer.config.name} here), found {sub.llm.fingerprint[:16]}...; the submission was made with another "
+            "model under that name: re-run it with this LLM")
 
     expected_ids = [q.id for q in base.questions]
     expected_set = set(expected_ids)
@@ -157,13 +176,16 @@ def check_against_env(sub: RetrievalSubmission, env: gym.Env, source: str = "sub
 
 
 def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None = None, allow_local: bool = False,
-           data_dir: str | None = None, progress: bool = True, source: str = "submission") -> dict:
+           data_dir: str | None = None, progress: bool = True, source: str = "submission", dtype: str | None = None,
+           device: str = "auto") -> dict:
     """Score a submission by replay: the scored document (metrics, metadata, per-question outcomes).
 
     ``env``: an environment made by :func:`ragenv.evaluate.make_env` to reuse (it is
     checked against the submission); by default one is made from the submission.
+    ``dtype``: None replays in the canonical setting; another dtype must be asked for here.
     """
     from ragenv.evaluate import make_env, run_episodes, summarize
+    from ragenv.provenance import provenance
 
     if sub.env_id not in REPLAYABLE_ENVS or sub.env_id not in gym.registry:
         raise SubmissionError(f"{source}: field env_id: expected one of {', '.join(REPLAYABLE_ENVS)}, found "
@@ -173,13 +195,14 @@ def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None
     started = time.perf_counter()
     if env is None:
         try:
-            env = make_env(replay_config(sub, data_dir))
+            env = make_env(replay_config(sub, data_dir, dtype, device))
         except SubmissionError:
             raise
         except RagenvError as exc:  # e.g. a dataset folder without that split
             raise SubmissionError(f"{source}: cannot build the environment it names ({sub.dataset.name}/"
                                   f"{sub.dataset.split}, {sub.llm.name}): {exc}") from None
     base = env.unwrapped
+    check_setting(base.scorer, dtype, source)
     rows = check_against_env(sub, env, source)
     stats_before = asdict(base.scorer.stats)
     records = run_episodes(env, ReplayAgent(rows, base.k, sub.metadata.name), progress=progress)
@@ -193,6 +216,8 @@ def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None
         "dataset": sub.dataset.model_dump(mode="json"),
         "llm": sub.llm.model_dump(mode="json"),
         "env_options": sub.env_options.model_dump(mode="json"),
+        "numerics": base.scorer.numerics.describe(),  # the replay's setting (llm.numerics: the submitter's)
+        "provenance": provenance(base.scorer.numerics),
         "submission_sha256": hashlib.sha256(to_json(sub).encode("utf-8")).hexdigest(),
         "n": len(records),
         "metrics": {key: value for key, value in metrics.items() if key not in TELEMETRY},
@@ -209,10 +234,10 @@ def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None
 
 
 def score_file(path: str | Path, *, allow_local: bool = False, env: gym.Env | None = None, data_dir: str | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, dtype: str | None = None, device: str = "auto") -> dict:
     """Read, validate and replay one submission file (what ``ragenv leaderboard evaluate`` does)."""
     return replay(read_submission(path), env=env, allow_local=allow_local, data_dir=data_dir, progress=progress,
-                  source=Path(path).name)
+                  source=Path(path).name, dtype=dtype, device=device)
 
 
 def metric_differences(evaluated: dict, replayed: dict) -> list[str]:

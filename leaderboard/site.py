@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ragenv.leaderboard.entries import Entry, load_entries
+from ragenv.provenance import provenance_line
 
 COLUMNS = (  # (metric key or special, header, tooltip)
     ("reward", "Reward", "mean reward (environment reward minus passage cost)"),
@@ -116,14 +117,16 @@ def _metric(entry: Entry, key: str):
 def _group_key(entry: Entry) -> tuple:
     o = entry.env_options
     return (entry.env_id, entry.dataset.name, entry.dataset.split, entry.dataset.limit, entry.llm.name,
-            tuple(sorted((k, str(v)) for k, v in o.items())))
+            entry.numerics.get("dtype"), tuple(sorted((k, str(v)) for k, v in o.items())))
 
 
 def _group_title(entry: Entry) -> str:
     d, o = entry.dataset, entry.env_options
     questions = f"first {d.limit}" if d.limit else "all"
     options = ", ".join(f"{k}={v}" for k, v in o.items())
-    return f"{entry.env_id} · {Path(d.name).name}/{d.split} ({questions} questions) · LLM {entry.llm.name} · {options}"
+    setting = entry.numerics.get("dtype", "?") + ("" if entry.numerics.get("canonical") else " (NON-CANONICAL)")
+    return (f"{entry.env_id} · {Path(d.name).name}/{d.split} ({questions} questions) · LLM {entry.llm.name} · "
+            f"{setting} · {options}")
 
 
 def _tag(agent_type: str) -> str:
@@ -210,7 +213,10 @@ def _detail(sid: str, entry: Entry) -> str:
         ("Environment", entry.env_id), ("Options", ", ".join(f"{a}={b}" for a, b in entry.env_options.items())),
         ("Dataset", f"{d.name} / {d.split}" + (f" (first {d.limit})" if d.limit else "")),
         ("Data fingerprint", d.fingerprint), ("LLM", f"{llm.name} (prompt {llm.prompt_version})"),
-        ("LLM fingerprint", llm.fingerprint), ("Submission sha256", entry.submission_sha256),
+        ("LLM fingerprint", llm.fingerprint),
+        ("Replayed under", provenance_line({**entry.provenance, "numerics": entry.numerics})),
+        ("Submitted under", f"{llm.numerics.dtype} on {llm.numerics.device} ({llm.numerics.hardware or '?'})"),
+        ("Submission sha256", entry.submission_sha256),
         ("Metrics", ", ".join(f"{key} {_fmt(value)}" for key, value in entry.metrics.items())),
     ]
     dl = "".join(f"<dt>{esc(a)}</dt><dd{' class=mono' if 'fingerprint' in a or 'sha256' in a else ''}>{esc(b)}</dd>"

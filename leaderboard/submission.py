@@ -2,7 +2,8 @@
 
 A submission names the environment (``env_id``, whose ``-vN`` suffix is its version),
 the data (dataset, split, ``limit`` and the split fingerprint), the frozen LLM (name,
-fingerprint, prompt version), the environment options, free-text metadata, and the
+model fingerprint, prompt version, and beside them the numeric setting the agent ran
+under, for the record only), the environment options, free-text metadata, and the
 agent's action for every question. The leaderboard recomputes every metric by
 replaying those actions (:mod:`ragenv.leaderboard.replay`); scores a submitter puts in
 ``reported_metrics`` are kept apart and ignored.
@@ -37,8 +38,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from ragenv.errors import SubmissionError
+from ragenv.numerics import DTYPES
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: llm.fingerprint names the model alone; the numeric setting is llm.numerics
 MAX_SUBMISSION_BYTES = 20 * 1024 * 1024  # 20 MiB: checked on the file size before anything is read
 MAX_JSON_DEPTH = 32  # the format nests 4 levels; anything deeper is not a submission
 MAX_ACTIONS = 100_000
@@ -88,12 +90,25 @@ class DatasetRef(_Strict):
     fingerprint: Sha256
 
 
+class NumericsRef(_Strict):
+    """The numeric setting the actions were produced under: recorded, never required for replay.
+
+    Replays run in the canonical setting (float32) whatever this says, unless the
+    replaying user asks for another (``--dtype``).
+    """
+
+    dtype: Literal[DTYPES]  # type: ignore[valid-type]
+    device: Identifier
+    hardware: Text = ""
+
+
 class LLMRef(_Strict):
-    """The frozen LLM: ``fingerprint`` is ``FrozenLLM.fingerprint`` (weights and precision)."""
+    """The frozen LLM: ``fingerprint`` is ``FrozenLLM.fingerprint`` (weights and tokenizer, not the precision)."""
 
     name: Identifier
     fingerprint: Sha256
     prompt_version: Identifier
+    numerics: NumericsRef
 
 
 class RetrievalEnvOptions(_Strict):
@@ -132,7 +147,7 @@ class SmartRAGAction(_Strict):
 
 
 class _SubmissionBase(_Strict):
-    format_version: Literal[1] = Field(description="Version of this submission format.")
+    format_version: Literal[2] = Field(description="Version of this submission format.")
     ragenv_version: Text = Field(description="ragenv version that wrote the file (informational).")
     metadata: Metadata
     dataset: DatasetRef
@@ -391,6 +406,10 @@ def parse_submission(data: bytes | str | dict, source: str = "submission") -> Re
         raise SubmissionError(f"{source}: field {_path(loc)}: expected a finite number, found {_show(bad)}")
     if not isinstance(obj, dict):
         raise SubmissionError(f"{source}: expected a JSON object at the top level, found {_show(obj)}")
+    if obj.get("format_version") == 1:
+        raise SubmissionError(f"{source}: field format_version: expected {FORMAT_VERSION}, found 1 (ragenv 0.1, whose "
+                              "llm.fingerprint mixed the model with its precision); make it again with "
+                              "`ragenv evaluate --submission FILE`")
     _check_env_id(obj, source)
     try:
         sub = _ADAPTER.validate_python(obj)
@@ -478,7 +497,8 @@ def submission_from_result(result: dict, metadata: Metadata | None = None) -> Re
         "metadata": (metadata or default_metadata(result["agent"])).model_dump(mode="json"),
         "dataset": {"name": result["dataset"], "split": result["split"], "limit": result["config"].get("limit"),
                     "fingerprint": result["dataset_fingerprint"]},
-        "llm": {"name": result["llm"], "fingerprint": result["llm_fingerprint"], "prompt_version": result["prompt_version"]},
+        "llm": {"name": result["llm"], "fingerprint": result["llm_fingerprint"], "prompt_version": result["prompt_version"],
+                "numerics": {key: result["numerics"][key] for key in NumericsRef.model_fields}},
         "env_options": {key: options[key] for key in RetrievalEnvOptions.model_fields},
         "actions": [{"question_id": r["question_id"], "passage_ids": list(r["passage_ids"])} for r in result["per_question"]],
         "reported_metrics": reported,

@@ -74,11 +74,12 @@ def test_schema_is_valid_and_accepts_a_written_submission(good):
 def test_evaluate_writes_a_submission_of_actions(evaluated, good, small_dataset):
     result, _, _ = evaluated
     sub = parse_submission(encode(good))
-    assert sub.env_id == "RAGRetrieval-v0" and sub.format_version == 1
+    assert sub.env_id == "RAGRetrieval-v0" and sub.format_version == 2
     assert sub.metadata.name == "My BM25s" and sub.metadata.authors == ["Ada", "Grace"]
     assert sub.metadata.agent_type == "sparse-retriever" and sub.metadata.test_split_used_in_training is False
     assert sub.dataset.name == str(small_dataset) and sub.dataset.split == "test"
     assert sub.dataset.fingerprint == result["dataset_fingerprint"] and sub.llm.fingerprint == result["llm_fingerprint"]
+    assert sub.llm.numerics.dtype == result["numerics"]["dtype"] == "float32"  # recorded beside the model, canonical
     assert [a.question_id for a in sub.actions] == [r["question_id"] for r in result["per_question"]]
     assert [a.passage_ids for a in sub.actions] == [r["passage_ids"] for r in result["per_question"]]
     assert all(pid.startswith("p") and len(pid) == 17 for a in sub.actions for pid in a.passage_ids)  # ids, not rows
@@ -107,6 +108,39 @@ def test_reported_metrics_are_ignored(good, replay_env):
     boastful["reported_metrics"] = {"accuracy": 1.0, "reward": 99.0, "em": 1.0}
     scored = replay(parse_submission(encode(boastful)), env=replay_env, allow_local=True, progress=False)
     assert scored["metrics"] == honest["metrics"] and scored["metrics"]["accuracy"] < 1.0
+
+
+def test_a_submission_made_in_another_setting_replays_in_the_canonical_one(good, replay_env):
+    """The recorded setting is informational: a bf16 (or GPU) submission replays in float32 to the same numbers."""
+    from ragenv.leaderboard.replay import replay
+
+    honest = replay(parse_submission(encode(good)), env=replay_env, allow_local=True, progress=False)
+    elsewhere = copy.deepcopy(good)
+    elsewhere["llm"]["numerics"] = {"dtype": "bfloat16", "device": "cuda", "hardware": "NVIDIA H200"}
+    scored = replay(parse_submission(encode(elsewhere)), env=replay_env, allow_local=True, progress=False)
+    assert scored["metrics"] == honest["metrics"]
+    assert scored["numerics"]["dtype"] == "float32" and scored["numerics"]["canonical"] is True
+    assert scored["llm"]["numerics"]["dtype"] == "bfloat16"  # what the submitter said stays on record
+    assert {"ragenv", "git_commit", "torch", "transformers", "numpy"} <= set(scored["provenance"])
+
+
+def test_replay_in_a_non_canonical_setting_must_be_asked_for(good, small_dataset, small_env):
+    """An environment in bfloat16 replays only when the caller names that dtype: one line naming both settings."""
+    from ragenv.errors import ConfigError
+    from ragenv.evaluate import EvalConfig, make_env
+    from ragenv.leaderboard.replay import check_setting, replay
+
+    env = make_env(EvalConfig(dataset=str(small_dataset), split="test", llm=TEST_LLM, dtype="bfloat16"))
+    assert env.unwrapped.scorer.numerics.canonical is False
+    before = env.unwrapped.scorer.stats.forward_passes
+    with pytest.raises(ConfigError) as caught:
+        replay(parse_submission(encode(good)), env=env, allow_local=True, progress=False, source="sub.json")
+    message = str(caught.value)
+    assert "\n" not in message and "bfloat16" in message and "float32" in message and "--dtype bfloat16" in message
+    assert env.unwrapped.scorer.stats.forward_passes == before  # refused before any LLM work
+    check_setting(env.unwrapped.scorer, "bfloat16")  # asked for: accepted
+    check_setting(small_env.unwrapped.scorer, None)  # canonical: always accepted
+    env.close()
 
 
 def test_other_actions_score_differently_and_are_accepted(good, replay_env):
@@ -214,7 +248,9 @@ PARSE_CASES = {  # name: (mutation, words the one-line message must contain)
     "unknown env": (_set("env_id", "Nope-v0"), ["field env_id: unknown environment", "Nope-v0", "RAGRetrieval-v0"]),
     "unknown version": (_set("env_id", "RAGRetrieval-v1"), ['field env_id: unknown version "v1" of "RAGRetrieval"']),
     "missing env": (_drop("env_id"), ["field env_id: missing"]),
-    "format version": (_set("format_version", 2), ["field format_version: expected 1", "found 2"]),
+    "format version": (_set("format_version", 3), ["field format_version: expected 2", "found 3"]),
+    "format version 1": (_set("format_version", 1), ["field format_version: expected 2, found 1", "ragenv evaluate --submission"]),
+    "unknown dtype": (_set("llm.numerics.dtype", "int4"), ["field llm.numerics.dtype: expected", "int4"]),
     "javascript url": (_set("metadata.url", "javascript:alert(1)"), ["field metadata.url", "javascript:alert(1)"]),
     "bad fingerprint": (_set("dataset.fingerprint", "abc"), ["field dataset.fingerprint", "^[0-9a-f]{64}$"]),
     "agent type": (_set("metadata.agent_type", "superhuman"), ["field metadata.agent_type: expected", "superhuman"]),
@@ -230,7 +266,7 @@ PARSE_CASES = {  # name: (mutation, words the one-line message must contain)
 
 ENV_CASES = {  # pass the schema, fail against the environment
     "data fingerprint": (_set("dataset.fingerprint", "0" * 64), ["field dataset.fingerprint: expected", "other data"]),
-    "llm fingerprint": (_set("llm.fingerprint", "1" * 64), ["field llm.fingerprint: expected", "other weights"]),
+    "llm fingerprint": (_set("llm.fingerprint", "1" * 64), ["field llm.fingerprint: expected", "another model"]),
     "prompt version": (_set("llm.prompt_version", "rag-qa-v0"), ["field llm.prompt_version: expected 'rag-qa-v1'"]),
     "missing question": (_missing_question, ["field actions: expected one action for each of the 16", "1 missing"]),
     "extra question": (_extra_question, ["field actions[16].question_id: expected a question of", "nq-99999"]),
