@@ -130,7 +130,7 @@ class PPOAgent:
             venv = VecNormalize(dummy, norm_obs=True, norm_reward=False, clip_obs=10.0, gamma=config.gamma)
         identity = {"config": asdict(config), "env_options": base.env_options, "dataset": base.dataset.name,
                     "split": base.split_name, "questions": [q.id for q in base.questions],
-                    "llm_fingerprint": base.scorer.fingerprint}
+                    "llm_fingerprint": base.scorer.cache_fingerprint}  # model and dtype: no resume across settings
         checkpoint = _Checkpoint(output / "checkpoint", identity, monitor, dummy, venv) if output is not None else None
         restored = checkpoint.load() if checkpoint is not None and resume else None
         if restored is not None:
@@ -170,6 +170,7 @@ class PPOAgent:
             "questions": len(base.questions),
             "llm": base.scorer.config.name,
             "llm_fingerprint": base.scorer.fingerprint,
+            "numerics": base.scorer.numerics.describe(),
             "observation_shapes": shapes,
             "config": asdict(config),
             "training": {"timesteps": int(model.num_timesteps), "episodes": len(returns), "seconds": seconds,

@@ -211,8 +211,8 @@ def precompute(
     base = make_env(job)
     from ragenv.journal import RunJournal
 
-    journal = RunJournal("precompute", {"env": env, "options": {**base.env_options, **job.precompute_options}, "llm_fingerprint": base.scorer.fingerprint,
-                                        "dtype": base.scorer.dtype_name, "dataset_fingerprint": base.dataset.split_fingerprint(split), "limit": limit,
+    journal = RunJournal("precompute", {"env": env, "options": {**base.env_options, **job.precompute_options}, "llm_fingerprint": base.scorer.cache_fingerprint,
+                                        "dataset_fingerprint": base.dataset.split_fingerprint(split), "limit": limit,
                                         "cache": str(base.scorer.cache.path)})
     finished = {qid for r in journal.load() for qid in r["precomputed"]}
     journal.start([{"precomputed": sorted(finished)}] if finished else [])

@@ -73,10 +73,11 @@ def speed(dtype: str, prompts: int, llm_name: str, append: Path | None) -> None:
 def speed_table(path: Path) -> None:
     """The speed records of ``speed --append`` as a Markdown table."""
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    print("| LLM | dtype | kernels | prompts | seconds | tokens/s |")
-    print("|---|---|---|---|---|---|")
+    print("| LLM | dtype | kernels | prompts | seconds | seconds per prompt | prompt tokens/s |")
+    print("|---|---|---|---|---|---|---|")
     for r in records:
-        print(f"| {r['llm']} | {r['dtype']} | {r['hardware']} | {r['prompts']} | {r['seconds']:.1f} | {r['tokens_per_s']:,.0f} |")
+        print(f"| {r['llm']} | {r['dtype']} | {r['hardware']} | {r['prompts']} | {r['seconds']:.1f} | "
+              f"{r['seconds'] / r['prompts']:.1f} | {r['tokens_per_s']:,.0f} |")
 
 
 def _load(folder: Path) -> dict[str, dict]:

@@ -277,7 +277,7 @@ def test_search_query_prompt_is_a_separate_versioned_task(tmp_path):
     q, p = Question("q1", "Who wrote Hamlet?", ("Shakespeare",)), Passage("p1", "T", "text")
     assert llm.prompt_text(q.question, [], "search_query") != llm.prompt_text(q.question, [])
     assert "search engine query" in llm.prompt_text(q.question, [p], "search_query")
-    legacy = cache_key("generate", llm.fingerprint, PROMPT_VERSION, llm.config.max_passage_words,
+    legacy = cache_key("generate", llm.cache_fingerprint, PROMPT_VERSION, llm.config.max_passage_words,
                        llm.config.max_question_words, q.question, [], llm.config.max_new_tokens)
     assert llm._key("generate", q.question, [], llm.config.max_new_tokens) == legacy  # old caches stay valid
     assert llm._key("generate", q.question, [], llm.config.max_new_tokens, "search_query") != legacy

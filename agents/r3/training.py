@@ -366,7 +366,7 @@ def prepare_feedback(env, config: R3Config, retriever: R3Retriever | None = None
 def _identity(env, config: R3Config) -> dict:
     base = env.unwrapped
     return {"config": asdict(config), "questions": base.dataset.split_fingerprint(base.split_name),
-            "limit": len(base.questions), "llm": base.scorer.fingerprint, "format": AGENT_FORMAT}
+            "limit": len(base.questions), "llm": base.scorer.cache_fingerprint, "format": AGENT_FORMAT}
 
 
 def train(env, config: R3Config = R3Config(), output_dir: str | Path | None = None, *, progress: bool = True,

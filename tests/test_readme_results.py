@@ -1,0 +1,60 @@
+"""Every result table in the README equals what its command prints from the committed result files.
+
+A table is marked by the comment line ``<!-- made by: COMMAND -->`` right above it; COMMAND
+reads committed files only (``ragenv compare`` over evaluation results or leaderboard
+entries, ``scripts/numerics_agreement.py compare``), so this runs without a model.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+MARKER = re.compile(r"^<!-- made by: (.+) -->$")
+ALLOWED = ("ragenv compare ", "python scripts/numerics_agreement.py compare ",
+           "python scripts/numerics_agreement.py speed-table ")
+
+
+def marked_tables() -> list[tuple[str, list[str]]]:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    tables = []
+    for i, line in enumerate(lines):
+        found = MARKER.match(line.strip())
+        if found:
+            table = []
+            for row in lines[i + 1:]:
+                if not row.startswith("|"):
+                    break
+                table.append(row)
+            tables.append((found.group(1), table))
+    return tables
+
+
+def run(command: str) -> list[str]:
+    assert command.startswith(ALLOWED), f"README table command must read committed files only: {command}"
+    words = shlex.split(command)
+    argv = [sys.executable, "-m", "ragenv.cli", *words[1:]] if words[0] == "ragenv" else [sys.executable, *words[1:]]
+    expanded = []
+    for word in argv:  # expand globs as the shell would, sorted
+        matches = sorted(ROOT.glob(word)) if any(c in word for c in "*?[") else None
+        expanded += [str(m.relative_to(ROOT)) for m in matches] if matches else [word]
+    done = subprocess.run(expanded, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [line for line in done.stdout.splitlines() if line.startswith("|")]
+
+
+def test_the_readme_has_marked_result_tables():
+    commands = [command for command, _ in marked_tables()]
+    assert len(commands) >= 3, commands
+
+
+@pytest.mark.parametrize("command,table", marked_tables(), ids=lambda value: value if isinstance(value, str) else "")
+def test_readme_table_equals_its_command_output(command, table):
+    assert table, f"no table under the marker of {command}"
+    assert table == run(command)
