@@ -29,12 +29,14 @@ from pathlib import Path
 KEPT = ("reward", "answer_logprob", "accuracy", "em", "f1", "generated_answer")
 
 
-def replay_all(out: Path, dtype: str | None, limit_files: int | None) -> None:
+def replay_all(out: Path, dtype: str | None, limit_files: int | None, skip_existing: bool = False) -> None:
     from ragenv.leaderboard.entries import SUBMISSIONS_DIR
     from ragenv.leaderboard.replay import score_file
 
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted(SUBMISSIONS_DIR.glob("*.json"))[:limit_files]:
+        if skip_existing and (out / path.name).exists():
+            continue
         started = time.perf_counter()
         scored = score_file(path, dtype=dtype, progress=False)
         seconds = time.perf_counter() - started
@@ -113,6 +115,7 @@ def main() -> None:
     run.add_argument("out", type=Path)
     run.add_argument("--dtype", default=None, help="replay in this dtype (default: the canonical float32)")
     run.add_argument("--limit-files", type=int, default=None, help="only the first N submissions")
+    run.add_argument("--skip-existing", action="store_true", help="leave out submissions already replayed into OUT")
     fast = sub.add_parser("speed", help="tokens per second of the frozen LLM in a dtype (scoring + greedy answer)")
     fast.add_argument("--dtype", default="float32")
     fast.add_argument("--prompts", type=int, default=8)
@@ -125,7 +128,7 @@ def main() -> None:
     cmp.add_argument("b", type=Path)
     args = parser.parse_args()
     if args.command == "replay":
-        replay_all(args.out, args.dtype, args.limit_files)
+        replay_all(args.out, args.dtype, args.limit_files, args.skip_existing)
     elif args.command == "speed":
         speed(args.dtype, args.prompts, args.llm, args.append)
     elif args.command == "speed-table":
