@@ -3,7 +3,7 @@
 The numeric setting is part of an environment version's definition. Every version is
 defined in the **canonical setting**, ``float32`` on any device: it runs at full speed
 on every CPU (native bf16 or not) and on CUDA GPUs (with TF32 off), and its results agree
-across them within float32 rounding (measured: README, Numerics; docs/results/numerics/). Lower
+across them within float32 rounding (measured: docs/results/numerics.md). Lower
 precisions are explicit opt-ins (``dtype="bfloat16"``: about 2x faster on CPUs with
 AVX512-BF16, about 100x slower on AVX2-only CPUs); their results are recorded as
 non-canonical and never share a reward-cache entry with canonical ones.

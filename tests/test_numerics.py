@@ -20,7 +20,7 @@ from tests.conftest import TEST_LLM
 REFERENCE = Path(__file__).parent / "data" / "canonical_smollm2.json"
 # Agreement tolerance for the canonical setting across kernel paths, in mean log-prob per answer token:
 # float32 products summed in another order differ by a few ulp per layer; the measured largest
-# difference between the AVX-512 and AVX2 paths is far below this (README, Numerics).
+# difference between the AVX-512 and AVX2 paths is far below this (docs/results/numerics.md).
 LOGPROB_TOLERANCE = 1e-3
 
 

@@ -1,4 +1,4 @@
-"""Every result table in the README equals what its command prints from the committed result files.
+"""Every result table in the README and docs/ equals what its command prints from the committed result files.
 
 A table is marked by the comment line ``<!-- made by: COMMAND -->`` right above it; COMMAND
 reads committed files only (``ragenv compare`` over evaluation results or leaderboard
@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 MARKER = re.compile(r"^<!-- made by: (.+) -->$")
 ALLOWED = ("ragenv compare ", "python scripts/numerics_agreement.py compare ",
            "python scripts/numerics_agreement.py speed-table ")
 
 
 def marked_tables() -> list[tuple[str, list[str]]]:
-    lines = README.read_text(encoding="utf-8").splitlines()
+    lines = [line for document in DOCUMENTS for line in document.read_text(encoding="utf-8").splitlines() + [""]]
     tables = []
     for i, line in enumerate(lines):
         found = MARKER.match(line.strip())
@@ -49,7 +49,7 @@ def run(command: str) -> list[str]:
     return [line for line in done.stdout.splitlines() if line.startswith("|")]
 
 
-def test_the_readme_has_marked_result_tables():
+def test_the_documents_have_marked_result_tables():
     commands = [command for command, _ in marked_tables()]
     assert len(commands) >= 3, commands
 
