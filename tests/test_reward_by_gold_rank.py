@@ -1,4 +1,4 @@
-"""scripts/reward_by_gold_rank.py: rewards are grouped by the first gold passage's rank, absent last."""
+"""experiments/reward_by_gold_rank.py: rewards are grouped by the first gold passage's rank, absent last."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,7 +8,7 @@ import sys
 
 from tests.conftest import REPO
 
-SCRIPT = REPO / "scripts" / "reward_by_gold_rank.py"
+SCRIPT = REPO / "experiments" / "reward_by_gold_rank.py"
 
 
 def record(passage_ids, gold, reward):

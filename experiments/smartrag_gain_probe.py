@@ -10,8 +10,8 @@ a policy trained on rewards from the same observation has nothing to learn from.
 
 Usage (after ``ragenv precompute --env SmartRAG-v0 --dataset DATASET --split train``; no LLM
 call is made on a warm cache). Run it on training splits only, never on test:
-    RAGENV_DATA=../shared/data .venv/bin/python scripts/smartrag_gain_probe.py hotpotqa train
-    RAGENV_DATA=../shared/data .venv/bin/python scripts/smartrag_gain_probe.py nq train --limit 500
+    RAGENV_DATA=../shared/data .venv/bin/python experiments/smartrag_gain_probe.py hotpotqa train
+    RAGENV_DATA=../shared/data .venv/bin/python experiments/smartrag_gain_probe.py nq train --limit 500
 
 Prints never-retrieve, each always-retrieve, the hindsight oracle (one retrieval at most)
 and the probe's cross-validated reward for each observation-key set and regressor.

@@ -1,6 +1,6 @@
 """How much R3's training signal could buy: the top-k by the LLM's single-passage feedback vs dense top-k.
 
-Usage: RAGENV_DATA=../shared/data .venv/bin/python scripts/r3_feedback_ceiling.py [--split train] [--limit 200]
+Usage: RAGENV_DATA=../shared/data .venv/bin/python experiments/r3_feedback_ceiling.py [--split train] [--limit 200]
 
 For each question, the candidates of R3's ``bm25s+dense`` first stage (frozen BM25 top-20 and
 the starting dense top-20) are scored one by one by the frozen LLM (what R3 trains on,

@@ -1,8 +1,8 @@
 """PPO observation keys compared on a TRAINING split only: train on its first questions, validate on the rest.
 
 Usage (after `ragenv precompute --env SmartRAG-v0 --dataset DATASET --split train [--limit N]`):
-    RAGENV_DATA=../shared/data .venv/bin/python scripts/ppo_train_validation_split.py hotpotqa --train 200 --validate 100
-    RAGENV_DATA=../shared/data .venv/bin/python scripts/ppo_train_validation_split.py nq --train 400 --validate 100
+    RAGENV_DATA=../shared/data .venv/bin/python experiments/ppo_train_validation_split.py hotpotqa --train 200 --validate 100
+    RAGENV_DATA=../shared/data .venv/bin/python experiments/ppo_train_validation_split.py nq --train 400 --validate 100
 Prints reward, retrievals per question and accuracy on the validation questions for each
 observation-key set and seed, then never-retrieve and always-retrieve on the same questions.
 No LLM call is made on a warm cache; test splits are refused.

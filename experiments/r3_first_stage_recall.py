@@ -1,6 +1,6 @@
 """Recall@20 of R3's possible first stages on nq dev: why `ragenv train r3` defaults to BM25.
 
-Usage: RAGENV_DATA=../shared/data .venv/bin/python scripts/r3_first_stage_recall.py [N_QUESTIONS]
+Usage: RAGENV_DATA=../shared/data .venv/bin/python experiments/r3_first_stage_recall.py [N_QUESTIONS]
 
 Compares the frozen bag-of-tokens index searched with the *untrained* MiniLM vocabulary head
 (both activations) and with the query's own wordpieces, against BM25 (bm25s). Last, how close

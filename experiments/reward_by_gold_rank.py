@@ -1,6 +1,6 @@
 """Mean reward by the rank of the first gold passage in an evaluation's top-k.
 
-Usage: .venv/bin/python scripts/reward_by_gold_rank.py runs/r3eval-nq-dev-dense.json [more.json ...]
+Usage: .venv/bin/python experiments/reward_by_gold_rank.py runs/r3eval-nq-dev-dense.json [more.json ...]
 
 Reads the ``per_question`` records that ``ragenv evaluate --output`` writes (no model, no data)
 and prints, per file, the share of questions whose first gold passage sits at rank 1..k or is
