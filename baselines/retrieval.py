@@ -3,11 +3,18 @@
 - ``bm25``: Lucene BM25 through pyserini (the reference); ``bm25s``: the in-process twin.
 - ``dense``: all-MiniLM-L6-v2 exact inner-product search (DPR-style bi-encoder).
 - ``closed-book``: no passage; ``oracle``: the gold passages; ``random``: uniform rows.
+
+Each follows :class:`ragenv.registry.RetrievalAgent`: ``act(observation, info)`` for the
+current question and ``act_batch(questions)`` for many at once; they are registered in
+:data:`ragenv.registry.AGENTS`.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
+from ragenv.data import Question
 from ragenv.envs.retrieval import EMPTY, RAGRetrievalEnv
 
 
@@ -30,8 +37,8 @@ class RetrieverAgent:
         rows, _ = self.index.search_one(observation["question"], self.env.k)
         return rows.astype(np.int64)
 
-    def act_batch(self, questions: list[str]) -> np.ndarray:
-        rows, _ = self.index.search(questions, self.env.k)
+    def act_batch(self, questions: Sequence[Question]) -> np.ndarray:
+        rows, _ = self.index.search([q.question for q in questions], self.env.k)
         return rows.astype(np.int64)
 
 
@@ -44,6 +51,9 @@ class ClosedBookAgent:
     def act(self, observation, info=None) -> np.ndarray:
         return np.full(self.env.k, EMPTY, dtype=np.int64)
 
+    def act_batch(self, questions: Sequence[Question]) -> np.ndarray:
+        return np.full((len(questions), self.env.k), EMPTY, dtype=np.int64)
+
 
 class OracleAgent:
     """The gold passages (up to k), read from the environment's current question: an upper bound."""
@@ -54,9 +64,14 @@ class OracleAgent:
         self.env = env
 
     def act(self, observation, info=None) -> np.ndarray:
-        gold = [self.env.corpus.row(pid) for pid in self.env.current_question.gold_passage_ids
-                if pid in self.env.corpus][: self.env.k]
-        return np.array(gold + [EMPTY] * (self.env.k - len(gold)), dtype=np.int64)
+        return self.act_batch([self.env.current_question])[0]
+
+    def act_batch(self, questions: Sequence[Question]) -> np.ndarray:
+        rows = np.full((len(questions), self.env.k), EMPTY, dtype=np.int64)
+        for n, question in enumerate(questions):
+            gold = [self.env.corpus.row(pid) for pid in question.gold_passage_ids if pid in self.env.corpus]
+            rows[n, : len(gold[: self.env.k])] = gold[: self.env.k]
+        return rows
 
 
 class RandomAgent:
@@ -68,3 +83,7 @@ class RandomAgent:
 
     def act(self, observation, info=None) -> np.ndarray:
         return self.rng.choice(len(self.env.corpus), size=self.env.k, replace=False).astype(np.int64)
+
+    def act_batch(self, questions: Sequence[Question]) -> np.ndarray:
+        """One draw per question, in order: the same rows as ``act`` over the same questions."""
+        return np.stack([self.act(None) for _ in questions]) if questions else np.zeros((0, self.env.k), np.int64)

@@ -60,7 +60,7 @@ def make_env(config: EvalConfig, features: bool | None = None) -> gym.Env:
         return gym.make(config.env, **common, generate_answers=config.generate_answers, features=bool(features),
                         diagnostics=True, **config.env_options)
     if features is None:
-        features = agent_needs_features(config.agent)
+        features = agent_needs_features(config.agent, config.env)
     return gym.make(config.env, **common, features=features, **config.env_options)
 
 
@@ -139,8 +139,9 @@ def run_multi_step_episodes(env: gym.Env, agent, *, progress: bool = True, preco
                             journal: "RunJournal | None" = None, resumed: list[dict] | None = None) -> list[dict]:
     """One reset/step episode per question; the record is the environment's ``episode_record``.
 
-    ``precompute``: first fill the cache for every question in batches (``env.precompute``),
-    so the episodes' LLM calls are cache reads. With a ``journal``, each precomputed batch is
+    ``precompute``: first fill the cache for every question in batches (``env.precompute``,
+    where the environment has one: SmartRAGText-v0 asks the frozen LLM nothing), so the
+    episodes' LLM calls are cache reads. With a ``journal``, each precomputed batch is
     noted, and a resumed run precomputes only the questions the killed attempt had not
     finished; the episodes (cache reads) then run for every question, so that a stochastic
     agent draws the same stream as in an uninterrupted run.
@@ -149,7 +150,7 @@ def run_multi_step_episodes(env: gym.Env, agent, *, progress: bool = True, preco
 
     base = env.unwrapped
     name = getattr(agent, "name", "agent")
-    if precompute:
+    if precompute and hasattr(base, "precompute"):
         finished = {qid for r in resumed or [] for qid in r.get("precomputed", [])}
         remaining = [q for q in base.questions if q.id not in finished]
         note = (lambda chunk: journal.append([{"precomputed": [q.id for q in chunk]}])) if journal is not None else None
