@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ragenv.envs.smartrag import ANSWER, QUERY_OPTIONS, SmartRAGEnv
+from ragenv.envs.smartrag.env import ANSWER, SmartRAGEnv
+from ragenv.envs.smartrag.queries import QUERY_OPTIONS
 from ragenv.errors import ConfigError
 
 
@@ -20,6 +21,10 @@ def _mask(env: SmartRAGEnv, info: dict | None) -> np.ndarray:
     if info is not None and "action_mask" in info:
         return np.asarray(info["action_mask"], dtype=bool)
     return env.action_masks()
+
+
+def _retrievals(env: SmartRAGEnv, info: dict | None) -> int:
+    return info["num_retrievals"] if info is not None and "num_retrievals" in info else env.num_retrievals
 
 
 class NeverRetrieveAgent:
@@ -44,7 +49,7 @@ class AlwaysRetrieveAgent:
         self.name = "always-retrieve" if option == "question" else f"always-retrieve:{option}"
 
     def act(self, observation, info=None) -> int:
-        retrievals = info["num_retrievals"] if info is not None and "num_retrievals" in info else self.env.num_retrievals
+        retrievals = _retrievals(self.env, info)
         if retrievals == 0 and _mask(self.env, info)[self.action]:
             return self.action
         return ANSWER
@@ -78,13 +83,18 @@ class OracleSequenceAgent:
         self._question: str | None = None
 
     def plan(self, question) -> list[int]:
-        outcomes = self.env.sequence_outcomes(question)
-        best = max(outcomes, key=lambda o: (o[1], -len(o[0]), [-x for x in o[0]]))
-        return [1 + option for option in best[0]] + [ANSWER]
+        """The actions of the best sequence: every reachable answer from the outcome engine, scored by the env."""
+        env = self.env
+
+        def rank(s):  # highest return, then fewest retrievals, then the lowest query options
+            return env.answer_reward(s.answer, retrievals=len(s.options)), -len(s.options), [-x for x in s.options]
+
+        best = max(env.engine.sequence_answers(question), key=rank)
+        return [1 + option for option in best.options] + [ANSWER]
 
     def act(self, observation, info=None) -> int:
         question = self.env.current_question
-        retrievals = info["num_retrievals"] if info is not None and "num_retrievals" in info else self.env.num_retrievals
+        retrievals = _retrievals(self.env, info)
         if self._question != question.id or retrievals == 0:
             self._plan, self._question = self.plan(question), question.id
             self._plan = self._plan[::-1]

@@ -48,7 +48,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
 from ragenv.envs.retrieval import EMPTY, RAGRetrievalEnv, top_scored_candidates
-from ragenv.envs.smartrag import SmartRAGEnv
+from ragenv.envs.smartrag.env import SmartRAGEnv
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
 
 __all__ = ["CandidateScoreVectorAction", "RAGRetrievalVectorEnv", "SmartRAGVectorEnv"]
@@ -238,7 +238,9 @@ class SmartRAGVectorEnv(_BatchedVectorEnv):
     Arguments: ``num_envs``, ``autoreset_mode`` (``NextStep`` default, ``SameStep``, ``Disabled``),
     ``copy`` and every argument of :class:`ragenv.envs.SmartRAGEnv`. ``action_masks()`` gives the
     legal actions of every sub-environment, shape ``(num_envs, 5)`` (a sub-environment waiting for
-    its next-step autoreset ignores its action; its mask allows ANSWER only).
+    its next-step autoreset ignores its action; its mask allows ANSWER only). A masked action raises
+    (naming the sub-environment) before any sub-environment changes; with ``invalid_action="penalize"``
+    that sub-environment's step is penalised instead (reward -1, state unchanged, ``infos["invalid_action"]``).
     """
 
     env_class = SmartRAGEnv

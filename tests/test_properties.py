@@ -31,7 +31,9 @@ from hypothesis import strategies as st
 
 import ragenv  # noqa: F401
 from ragenv.data import load_user_dataset
-from ragenv.envs.smartrag import ANSWER, MALFORMED_REWARD, MAX_TEXT_ACTION, QUERY_OPTIONS
+from ragenv.envs.smartrag.env import ANSWER
+from ragenv.envs.smartrag.queries import QUERY_OPTIONS
+from ragenv.envs.smartrag.text import MALFORMED_REWARD, MAX_TEXT_ACTION
 from ragenv.errors import DataError, InvalidActionError, RagenvError, SubmissionError
 from ragenv.leaderboard.submission import parse_submission, to_json
 from ragenv.metrics import exact_match, f1_score

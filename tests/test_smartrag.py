@@ -15,8 +15,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import ragenv  # noqa: F401
-from ragenv.envs.smartrag import (ANSWER, QUERY_OPTIONS, clean_search_query, guess_support, keyword_query,
-                                  parse_text_action, words_in_query)
+from ragenv.envs.smartrag.env import ANSWER, INVALID_ACTION_REWARD
+from ragenv.envs.smartrag.outcomes import guess_support
+from ragenv.envs.smartrag.queries import QUERY_OPTIONS, QUERY_WRITERS, clean_search_query, keyword_query, words_in_query
+from ragenv.envs.smartrag.text import parse_text_action
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
 from ragenv.llm import PROMPT_VERSION, FrozenLLM, LLMConfig, PromptRequest
 from ragenv.metrics import answer_in_output, exact_match, f1_score
@@ -167,6 +169,63 @@ def test_invalid_actions_raise_and_change_nothing(env, action, message):
         env.step(action)
     assert env.unwrapped.current_question.id == before and env.unwrapped.num_retrievals == 0
     assert env.step(np.int64(ANSWER))[2]
+
+
+def test_penalize_mode_rewards_a_masked_action_and_changes_nothing(env):
+    penalized = variant(env, invalid_action="penalize")
+    penalized.reset(seed=2)
+    obs, _, _, _, info = penalized.step(3)
+    for action in (1, 3, np.int64(4)):  # the quota is used up: every RETRIEVE is masked
+        after, reward, terminated, truncated, flagged = penalized.step(action)
+        assert reward == INVALID_ACTION_REWARD == -1.0 and not (terminated or truncated)
+        assert flagged["invalid_action"] is True and "quota" in flagged["invalid_action_reason"]
+        assert set(after) == set(obs) and all(np.array_equal(after[k], obs[k]) for k in obs)
+        assert flagged["passage_ids"] == info["passage_ids"] and penalized.unwrapped.num_retrievals == 1
+    with pytest.raises(InvalidActionError, match="unknown action 7"):  # outside the space: raises in both modes
+        penalized.step(7)
+    _, reward, terminated, _, final = penalized.step(ANSWER)  # the episode goes on as if nothing happened
+    assert terminated and "invalid_action" not in final
+    assert reward == pytest.approx(final["em"] + final["f1"] - 0.2)
+    assert final["actions"] == ["retrieve:llm-query", "answer"]
+
+    venv = gym.make_vec("SmartRAG-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        dataset=env.unwrapped.dataset, split="test", limit=N_QUESTIONS, scorer=env.unwrapped.scorer,
+                        features=False, invalid_action="penalize")
+    venv.reset(seed=0)
+    venv.step(np.array([1, 2]))
+    _, rewards, terminations, _, infos = venv.step(np.array([1, ANSWER]))  # env 0: masked; env 1: answers
+    assert rewards[0] == INVALID_ACTION_REWARD and not terminations[0] and terminations[1]
+    assert infos["invalid_action"][0] and infos["_invalid_action"].tolist() == [True, False]
+
+
+@pytest.mark.parametrize("env_id, options, keyword", [
+    ("SmartRAG-v0", {"alpha": float("nan")}, "alpha"), ("SmartRAG-v0", {"alpha": float("inf")}, "alpha"),
+    ("SmartRAG-v0", {"max_retrievals": -1}, "max_retrievals"),
+    ("SmartRAG-v0", {"max_retrievals": 1.0}, "max_retrievals"),
+    ("SmartRAG-v0", {"top_n": 0}, "top_n"), ("SmartRAG-v0", {"limit": -1}, "limit"),
+    ("SmartRAG-v0", {"invalid_action": "ignore"}, "invalid_action"), ("SmartRAG-v0", {"reward": "f1"}, "reward"),
+    ("SmartRAGText-v0", {"alpha": float("nan")}, "alpha"),
+    ("SmartRAGText-v0", {"invalid_action": "penalize"}, "invalid_action"),
+])
+def test_bad_keywords_are_refused_at_make_time(env_id, options, keyword):
+    """Checked before any data or model is read: the dataset folder does not even exist."""
+    with pytest.raises(ConfigError, match=keyword):
+        gym.make(env_id, dataset="/nonexistent/dataset-folder", llm="no-such-llm", **options)
+
+
+def test_stable_baselines3_and_gymnasium_checkers_pass_in_penalize_mode(env):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    sb3_check_env(variant(env, invalid_action="penalize"))  # steps with action_space.sample(): masked ones too
+    check_env(variant(env, invalid_action="penalize").unwrapped, skip_render_check=True, skip_close_check=True)
+
+
+def test_query_options_are_the_writer_mapping_and_the_text_env_has_no_mask(env):
+    assert QUERY_OPTIONS == tuple(QUERY_WRITERS) == ("question", "keywords", "llm-query", "question+guess")
+    state = env.unwrapped.question_state(env.unwrapped.questions[0])
+    assert tuple(state.queries) == QUERY_OPTIONS and len(state.rows) == len(QUERY_OPTIONS)
+    text_env = variant(env, "SmartRAGText-v0").unwrapped
+    assert not hasattr(text_env, "action_masks") and not hasattr(text_env, "precompute")
 
 
 def test_step_outside_an_episode_is_an_error(env):
