@@ -15,6 +15,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from ragenv.atomic import atomic_write
 from ragenv.leaderboard.entries import Entry, load_entries
 from ragenv.provenance import provenance_line
 
@@ -273,10 +274,4 @@ an agent for its details. Oracle rows read the gold passages: an upper bound, no
 def build_site(entries_dir: str | Path, out_dir: str | Path) -> Path:
     """Write ``out_dir/index.html`` from the entries in ``entries_dir``; returns its path."""
     page = render(load_entries(entries_dir))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "index.html"
-    tmp = path.with_name("index.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(Path(out_dir) / "index.html", page)

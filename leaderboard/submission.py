@@ -37,6 +37,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
+from ragenv.atomic import atomic_write
 from ragenv.errors import SubmissionError
 from ragenv.numerics import DTYPES
 
@@ -508,9 +509,4 @@ def submission_from_result(result: dict, metadata: Metadata | None = None) -> Re
 
 def write_submission(sub: RetrievalSubmission | SmartRAGSubmission, path: str | Path) -> Path:
     """Write atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_json(sub), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, to_json(sub))

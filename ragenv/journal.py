@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from ragenv import settings
+from ragenv.atomic import atomic_write
 
 
 def identity_digest(identity: dict) -> str:
@@ -56,14 +57,9 @@ class RunJournal:
 
     def start(self, resumed: list[dict]) -> None:
         """Rewrite the journal as header + the kept records (drops any torn tail), ready to append."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"identity": self.identity}, default=str, allow_nan=True) + "\n")
-            for record in resumed:
-                handle.write(json.dumps(record, allow_nan=True, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(self.path)
+        lines = [json.dumps({"identity": self.identity}, default=str, allow_nan=True)]
+        lines += [json.dumps(record, allow_nan=True, ensure_ascii=False) for record in resumed]
+        atomic_write(self.path, "".join(line + "\n" for line in lines), fsync=True)
 
     def append(self, records: list[dict]) -> None:
         """Append finished units and flush them to disk before returning."""

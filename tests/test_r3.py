@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import TEST_LLM
 
 TINY = dict(epochs=2, batch_size=4, num_candidates=5, k=2, checkpoint_every=1)
@@ -68,6 +67,7 @@ def test_bag_of_tokens_index_finds_passages_by_their_wordpieces(small_env):
     assert again.path == index.path and (again.matrix != index.matrix).nnz == 0
 
 
+@pytest.mark.unit
 def test_thresholds_follow_the_documented_rule():
     from ragenv.agents.r3 import R3Config, thresholds
 
@@ -89,6 +89,31 @@ def test_thresholds_follow_the_documented_rule():
     assert np.sum(near[0] >= upper_w[0]) == 1 and np.sum(near[0] >= plain_upper[0]) == 2  # the runner-up drops out
     assert upper_w[1] == pytest.approx(-0.5)  # the closed-book margin still binds when it is higher
     assert np.array_equal(lower_w, plain_lower)  # the window moves T+ only
+
+
+@pytest.mark.unit
+def test_label_batch_takes_positives_above_t_plus_and_the_live_models_hardest_negatives_below_t_minus():
+    """Pure labelling: no model. A question without a positive is left out; -1 rows are never labelled."""
+    from ragenv.agents.r3 import R3Config
+    from ragenv.agents.r3.losses import label_batch, ranked_lists
+    from ragenv.data import Question
+
+    batch = [Question(id=f"q{i}", question=f"question {i}", answers=("a",), gold_passage_ids=(), split="train")
+             for i in range(3)]
+    rows = np.array([[10, 11, 12, 13], [20, 21, 22, -1], [30, 31, 32, 33]])
+    logprobs = np.array([[-1.0, -5.0, -6.0, -0.5], [-4.0, -4.0, -4.0, np.nan], [-9.0, -9.0, -1.0, -9.0]])
+    order = np.array([[2, 1, 0, 3], [0, 1, 2, 3], [3, 1, 0, 2]])  # the live ranking, best first
+    upper = {"q0": -1.0, "q1": -2.0, "q2": -1.0}
+    lower = {"q0": -5.0, "q1": -5.0, "q2": -9.0}
+    config = R3Config(hard_negatives=1, positives=0)
+    labels = label_batch(batch, rows, logprobs, order, upper, lower, config, np.random.default_rng(0))
+    assert [q.id for q in labels.questions] == ["q0", "q2"]  # q1 has no candidate at or above T+
+    assert sorted(labels.positives[0]) == [10, 13] and labels.positives[1] == [32]
+    assert labels.negatives == [[12], [33]]  # among those at or below T-, the one the live model ranks highest
+    single = label_batch(batch, rows, logprobs, order, upper, lower, R3Config(positives=1), np.random.default_rng(0))
+    assert [len(p) for p in single.positives] == [1, 1] and single.positives[0][0] in (10, 13)
+    lists = ranked_lists(batch, rows, logprobs, order, R3Config(listwise_candidates=2))
+    assert lists.rows == [[12, 11], [20, 21], [33, 31]]  # live order, finite and valid candidates only
 
 
 def test_training_learns_saves_and_evaluates_through_the_cli(trained, train_env, small_dataset):
@@ -138,7 +163,7 @@ def test_interrupted_training_resumes_to_the_same_weights(trained, train_env, tm
     from ragenv.agents.r3 import R3Config, train
 
     reference = torch.load(trained[1] / "model.pt", weights_only=True)
-    real_step, calls = r3_train._train_step, []
+    real_step, calls = r3_train.train_step, []
 
     def dies_after_three(*args, **kwargs):
         if len(calls) == 3:
@@ -146,11 +171,11 @@ def test_interrupted_training_resumes_to_the_same_weights(trained, train_env, tm
         calls.append(1)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(r3_train, "_train_step", dies_after_three)
+    monkeypatch.setattr(r3_train, "train_step", dies_after_three)
     with pytest.raises(KeyboardInterrupt):
         train(train_env, R3Config(**TINY), tmp_path / "agent", progress=False)
     assert (tmp_path / "agent" / "checkpoint" / "state.pkl").is_file()
-    monkeypatch.setattr(r3_train, "_train_step", real_step)
+    monkeypatch.setattr(r3_train, "train_step", real_step)
     messages = []
     agent = train(train_env, R3Config(**TINY), tmp_path / "agent", progress=False, log=messages.append)
     assert any("resuming an interrupted R3 run at step 3" in m for m in messages)
@@ -201,7 +226,8 @@ def test_every_positive_is_its_own_infonce_row_and_never_another_rows_negative(t
     import torch
 
     from ragenv.agents.r3 import R3Config
-    from ragenv.agents.r3.training import R3Retriever, contrastive_loss
+    from ragenv.agents.r3.losses import contrastive_loss
+    from ragenv.agents.r3.training import R3Retriever
 
     base = train_env.unwrapped
     config = R3Config(**dict(TINY, positives=0))
@@ -228,7 +254,8 @@ def test_every_positive_is_its_own_infonce_row_and_never_another_rows_negative(t
 def test_listwise_term_is_the_kl_to_the_llm_softmax_and_trains(train_env, tmp_path):
     """listwise_loss = KL(softmax(LLM log-probs / tau) || softmax(retriever scores / T)); a run with it records it."""
     from ragenv.agents.r3 import R3Config, train
-    from ragenv.agents.r3.training import R3Retriever, listwise_loss
+    from ragenv.agents.r3.losses import listwise_loss
+    from ragenv.agents.r3.training import R3Retriever
     from ragenv.errors import ConfigError
 
     base = train_env.unwrapped

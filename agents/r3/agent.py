@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ragenv.agents.r3.training import AGENT_FORMAT, R3Config, R3Retriever, load_config
+from ragenv.atomic import atomic_path, atomic_write_json
 from ragenv.errors import ConfigError
 
 
@@ -33,17 +34,14 @@ class R3Agent:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        if self.config.first_stage == "dense-reindex":
-            if not self.retriever.index_is_current:  # none yet, or training moved the weights since
-                self.retriever.encoder.module.eval()
-                self.retriever.reindex()  # the final index: part of what the ablation costs
-                self.metadata.setdefault("training", {}).update(reindexes=self.retriever.reindexes,
-                                                                reindex_seconds=self.retriever.reindex_seconds)
-            np.save(folder / "passages.npy", self.retriever.passage_matrix)
-        torch.save(self.retriever.encoder.state_dict(), folder / "model.pt.tmp")
-        (folder / "model.pt.tmp").replace(folder / "model.pt")
+        self.retriever.encoder.module.eval()
+        updates = self.retriever.first_stage.save(folder)  # dense-reindex: its final index (part of its cost)
+        if updates:
+            self.metadata.setdefault("training", {}).update(updates)
+        with atomic_path(folder / "model.pt") as tmp:
+            torch.save(self.retriever.encoder.state_dict(), tmp)
         meta = {"kind": "r3", "format": AGENT_FORMAT, "config": asdict(self.config), **self.metadata}
-        (folder / "agent.json").write_text(json.dumps(meta, indent=1))
+        atomic_write_json(folder / "agent.json", meta, ensure_ascii=True)
         return folder
 
     @classmethod
@@ -59,9 +57,7 @@ class R3Agent:
         except (OSError, RuntimeError) as exc:
             raise ConfigError(f"cannot load R3 weights from {str(folder)!r}: {str(exc).splitlines()[0]}") from None
         retriever.encoder.module.eval()
-        if config.first_stage == "dense-reindex":
-            retriever.passage_matrix = np.load(folder / "passages.npy")
-            retriever.index_is_current = True
+        retriever.first_stage.load(folder)
         metadata = json.loads((folder / "agent.json").read_text())
         return cls(retriever, {k: v for k, v in metadata.items() if k not in ("kind", "format", "config")}, base)
 

@@ -55,7 +55,8 @@ class R3Encoder:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load the R3 encoder from {path!r}: {str(exc).splitlines()[0]}") from None
         self.module = torch.nn.ModuleDict({"bert": bert}).to(device)
-        self.module.register_parameter("vocab_bias", torch.nn.Parameter(torch.zeros(bert.config.vocab_size, device=device)))
+        vocab_bias = torch.nn.Parameter(torch.zeros(bert.config.vocab_size, device=device))
+        self.module.register_parameter("vocab_bias", vocab_bias)
         self.activation, self.device = activation, device
         self.max_tokens = {"query": max_query_tokens, "passage": max_passage_tokens}
         self.vocab_size = int(bert.config.vocab_size)
@@ -100,7 +101,8 @@ class R3Encoder:
             out["dense"] = torch.nn.functional.normalize(pooled.float(), dim=-1)
         if "vocab" in heads:
             words = self.module["bert"].get_input_embeddings().weight  # tied word embeddings [vocab, dim]
-            with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.autocast):
+            device_type = torch.device(self.device).type
+            with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.autocast):
                 logits = (hidden @ words.T).float() + self.module.vocab_bias  # [n, T, vocab]
             if self.activation == "elu1p":
                 weights = torch.nn.functional.elu(logits) + 1.0
@@ -122,8 +124,8 @@ class R3Encoder:
                 out = self.encode(texts[start:start + batch_size], kind, heads)
                 for head in heads:
                     parts[head].append(out[head].cpu().numpy())
-        return {h: (np.concatenate(v) if v else np.zeros((0, self.dim if h == "dense" else self.vocab_size), np.float32))
-                for h, v in parts.items()}
+        widths = {"dense": self.dim, "vocab": self.vocab_size}
+        return {h: np.concatenate(v) if v else np.zeros((0, widths[h]), np.float32) for h, v in parts.items()}
 
     def state_dict(self) -> dict:
         return self.module.state_dict()

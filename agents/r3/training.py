@@ -1,46 +1,44 @@
 """R3 training: reinforced contrastive learning on RAGRetrieval-v0's own feedback (arXiv 2510.24652).
 
-One training step, for a batch of questions (the loop reads like CleanRL: all of it is here):
+One training step (:func:`train_step`), for a batch of questions:
 
-1. **Retrieve** with the current parameters: the first stage gives the top-``m`` candidates
-   (``bm25s``/``pyserini``: a frozen BM25 index; ``bm25s+dense``: the union of BM25's and the
-   *starting* dense index's top ``m``, both frozen; ``bag-of-tokens``: SiDR's frozen binary
-   token index searched with the live query vocabulary vector; ``dense-reindex``, the
-   ablation: a full dense index of the corpus rebuilt every ``reindex_every`` steps), then the
-   live dense head re-ranks them.
+1. **Retrieve** with the current parameters: the first stage (:mod:`.first_stage`) gives the
+   top-``m`` candidates, then the live dense head re-ranks them.
 2. **Environment feedback**: the frozen LLM's probability of the gold answer given the
    question and each single candidate (``RAGRetrievalEnv.passage_feedback``: shared scorer,
    reward cache). Misses are scored on the spot and counted in the history.
 3. **Label** with the per-question thresholds fixed before training (:func:`thresholds`):
-   above ``T+`` positive, below ``T-`` negative, in between unused.
-4. **Update** with InfoNCE: each question's positive (``positives`` of them, drawn at random
-   among its positives, each its own row) against its hardest negatives under the current
-   ranking (on-policy) and every other passage of the batch (in-batch negatives). Dense
-   head: parametric-parametric pairs; with the vocabulary head on, also its
-   parametric-parametric, parametric-sparse and sparse-parametric pairs.
+   above ``T+`` positive, below ``T-`` negative, in between unused (:func:`.losses.label_batch`).
+4. **Update** with InfoNCE (:mod:`.losses`): each question's positive against its hardest
+   negatives under the current ranking (on-policy) and every other passage of the batch
+   (in-batch negatives), plus the optional listwise term.
 
-Checkpoints (``DIR/checkpoint/``: weights, optimizer, step, history, generators) are written
-every ``checkpoint_every`` steps and at each epoch end; a killed run resumes exactly.
+:func:`train` runs the steps over shuffled batches, epoch after epoch. Checkpoints
+(``DIR/checkpoint/``: weights, optimizer, step, history, generators) are written every
+``checkpoint_every`` steps and at each epoch end; a killed run resumes exactly.
 """
 from __future__ import annotations
 
 import ctypes
 import json
 import math
-import pickle
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from ragenv.agents.r3.first_stage import FIRST_STAGES, FirstStage, make_first_stage
+from ragenv.agents.r3.losses import backward_loss, label_batch, ranked_lists
+from ragenv.checkpoint import Checkpoint
 from ragenv.data import Question
 from ragenv.errors import ConfigError, RagenvError
+from ragenv.progress import progress_bar
 
-FIRST_STAGES = ("bm25s", "pyserini", "bm25s+dense", "bag-of-tokens", "dense-reindex")
-FROZEN_FIRST_STAGES = ("bm25s", "pyserini", "bm25s+dense")  # candidates fixed per question: memoised, cache-served
+if TYPE_CHECKING:
+    from ragenv.agents.r3.agent import R3Agent
+
 AGENT_FORMAT = 1
 
 
@@ -49,8 +47,8 @@ class R3Config:
     """Everything that determines an R3 run; the defaults produce the README's result."""
 
     encoder: str = "all-MiniLM-L6-v2"
-    first_stage: str = "bm25s+dense"  # see FIRST_STAGES; the README explains the choice (nq dev, not test)
-    num_candidates: int = 20  # m: first-stage candidates re-ranked live (and scored by the LLM); bm25s+dense: m from each
+    first_stage: str = "bm25s+dense"  # see first_stage.FIRST_STAGES; docs/results/r3.md explains the choice (nq dev)
+    num_candidates: int = 20  # m: first-stage candidates re-ranked live (and scored by the LLM); bm25s+dense: m each
     k: int = 3  # passages handed to the LLM at evaluation
     epochs: int = 2
     batch_size: int = 16  # questions per step
@@ -74,7 +72,7 @@ class R3Config:
     max_passage_tokens: int = 160
     checkpoint_every: int = 25
     device: str = "auto"  # auto: cuda when present, else cpu
-    bf16_autocast: bool = False  # opt-in: bf16 autocast (about 2x on CPUs with native bf16); off keeps float32, canonical
+    bf16_autocast: bool = False  # opt-in bf16 autocast (about 2x on CPUs with native bf16); off: float32, canonical
     seed: int = 0
 
     def __post_init__(self):
@@ -103,7 +101,8 @@ class R3Config:
 # --------------------------------------------------------------------------- thresholds
 
 
-def thresholds(closed_book: np.ndarray, candidate_logprobs: np.ndarray, config: R3Config) -> tuple[np.ndarray, np.ndarray]:
+def thresholds(closed_book: np.ndarray, candidate_logprobs: np.ndarray,
+               config: R3Config) -> tuple[np.ndarray, np.ndarray]:
     """Per-question ``(T+, T-)``, fixed before training from the starting retriever's candidates.
 
     The documented rule, with ``c`` the closed-book log-prob and ``S`` the log-probs given each
@@ -131,76 +130,26 @@ class R3Retriever:
     def __init__(self, config: R3Config, corpus):
         from ragenv.agents.r3.model import R3Encoder
         from ragenv.encoder import resolve_encoder_path
-        from ragenv.llm import resolve_device
+        from ragenv.numerics import resolve_device
 
         self.config, self.corpus = config, corpus
         self.encoder = R3Encoder(resolve_encoder_path(config.encoder), config.activation, config.max_query_tokens,
-                                 config.max_passage_tokens, resolve_device(config.device), autocast=config.bf16_autocast)
-        self._first_stage = None
-        self._frozen_memo: dict[str, np.ndarray] = {}  # frozen first stages: question id -> candidate rows
-        self.passage_matrix: np.ndarray | None = None  # dense-reindex: the (stale) full index
-        self.reindex_seconds = 0.0
-        self.reindexes = 0
-        self.index_is_current = False  # dense-reindex: passage_matrix was encoded with the present parameters
+                                 config.max_passage_tokens, resolve_device(config.device),
+                                 autocast=config.bf16_autocast)
+        self._first_stage: FirstStage | None = None
 
     @property
-    def first_stage(self):
+    def first_stage(self) -> FirstStage:
+        """Built on first use (a BM25 or dense index is built once per corpus, then read from the cache)."""
         if self._first_stage is None:
-            from ragenv.index import make_index
-
-            kind = self.config.first_stage
-            if kind in ("bm25s", "pyserini"):
-                self._first_stage = make_index(kind, self.corpus)
-            elif kind == "bm25s+dense":  # the dense index of the *starting* encoder, built once like BM25's
-                self._first_stage = (make_index("bm25s", self.corpus),
-                                     make_index("dense", self.corpus, encoder=self.config.encoder))
-            elif kind == "bag-of-tokens":
-                from ragenv.agents.r3.model import BagOfTokensIndex
-
-                self._first_stage = BagOfTokensIndex(self.corpus, self.encoder, self.config.encoder)
-            else:
-                self._first_stage = make_index("dense", self.corpus, encoder=self.config.encoder)
+            self._first_stage = make_first_stage(self.config.first_stage, self.corpus, self.encoder,
+                                                 self.config.encoder, self.config.num_candidates,
+                                                 reindex_every=self.config.reindex_every)
         return self._first_stage
-
-    def reindex(self, progress: bool = False) -> None:
-        """dense-reindex ablation: re-encode the whole corpus with the current parameters."""
-        started = time.perf_counter()
-        texts = self.corpus.contents
-        self.passage_matrix = self.encoder.encode_numpy(texts, "passage", ("dense",), batch_size=64)["dense"]
-        self.reindex_seconds += time.perf_counter() - started
-        self.reindexes += 1
-        self.index_is_current = True
-
-    def _frozen_candidates(self, texts: list[str]) -> np.ndarray:
-        """A frozen first stage's rows: [n, m], or [n, 2m] for bm25s+dense (dense first, then BM25's new ones)."""
-        m = self.config.num_candidates
-        if self.config.first_stage != "bm25s+dense":
-            return self.first_stage.search(texts, m)[0]
-        bm25, dense = self.first_stage
-        rows = np.full((len(texts), 2 * m), -1, dtype=np.int64)
-        for n, (d, b) in enumerate(zip(dense.search(texts, m)[0], bm25.search(texts, m)[0])):
-            union = list(dict.fromkeys(int(r) for r in (*d, *b) if r >= 0))
-            rows[n, : len(union)] = union
-        return rows
 
     def candidates(self, questions: Sequence[Question]) -> np.ndarray:
         """First-stage candidate rows [n, m] ([n, 2m] for bm25s+dense) with the current parameters (-1 pads)."""
-        m = self.config.num_candidates
-        kind = self.config.first_stage
-        if kind in FROZEN_FIRST_STAGES:  # memoised per question
-            todo = [q for q in questions if q.id not in self._frozen_memo]
-            if todo:
-                self._frozen_memo.update(zip((q.id for q in todo), self._frozen_candidates([q.question for q in todo])))
-            return np.stack([self._frozen_memo[q.id] for q in questions])
-        texts = [q.question for q in questions]
-        if kind == "bag-of-tokens":
-            weights = self.encoder.encode_numpy(texts, "query", ("vocab",))["vocab"]
-            return self.first_stage.search_vectors(weights, m)[0]
-        from ragenv.index.base import top_k_by_score
-
-        queries = self.encoder.encode_numpy(texts, "query", ("dense",))["dense"]
-        matrix = self.passage_matrix if self.passage_matrix is not None else np.asarray(self.first_stage.embeddings)
-        return top_k_by_score(queries @ matrix.T, m)[0]
+        return self.first_stage.candidates(questions)
 
     def rerank_scores(self, questions: Sequence[Question], rows: np.ndarray) -> np.ndarray:
         """Live dense-head scores of each question's candidates [n, m] (-inf for -1 rows), no gradients."""
@@ -226,94 +175,7 @@ class R3Retriever:
         return np.where(np.take_along_axis(scores, order, axis=1) > -np.inf, top, -1)
 
 
-# --------------------------------------------------------------------------- the loss
-
-
-def info_nce(query: "torch.Tensor", passages: "torch.Tensor", targets: "torch.Tensor", mask: "torch.Tensor",
-             temperature: float) -> "torch.Tensor":
-    """Mean InfoNCE: query i against every passage, target column ``targets[i]``, ``mask`` False = excluded."""
-    import torch
-
-    logits = (query @ passages.T) / temperature
-    logits = logits.masked_fill(~mask, float("-inf"))
-    return torch.nn.functional.cross_entropy(logits, targets)
-
-
-def _normalise(x):
-    import torch
-
-    return torch.nn.functional.normalize(x, dim=-1)
-
-
-def contrastive_loss(retriever: R3Retriever, batch: list[Question], positives: list[list[int]],
-                     negatives: list[list[int]], config: R3Config) -> tuple["torch.Tensor", dict]:
-    """InfoNCE over the batch's passages: one row per (question, positive), its target that positive.
-
-    The columns are every positive, then each question's hard negatives; a row's other columns
-    are its negatives (in-batch included), except passages that are positives of its own question.
-    """
-    import torch
-
-    corpus, encoder = retriever.corpus, retriever.encoder
-    rows = [r for pos in positives for r in pos] + [r for negs in negatives for r in negs]
-    owner = [n for n, pos in enumerate(positives) for _ in pos]  # the question of each InfoNCE row
-    heads = ("dense", "vocab") if config.uses_vocab_head else ("dense",)
-    q = encoder.encode([x.question for x in batch], "query", heads)
-    p = encoder.encode([corpus[r].contents for r in rows], "passage", heads)
-    device = q["dense"].device
-    targets = torch.arange(len(owner))
-    own = [set(positives[n]) for n in owner]
-    mask = torch.tensor([[j == i or rows[j] not in own[i] for j in range(len(rows))] for i in range(len(owner))])
-    index = torch.tensor(owner, device=device)
-    targets, mask = targets.to(device), mask.to(device)
-    parts = {"dense": info_nce(q["dense"][index], p["dense"], targets, mask, config.temperature)}
-    if config.uses_vocab_head:
-        bow_q = torch.from_numpy(encoder.bag_of_tokens([x.question for x in batch], "query").toarray()).to(device)
-        bow_p = torch.from_numpy(encoder.bag_of_tokens([corpus[r].contents for r in rows], "passage").toarray()).to(device)
-        vq, vp = _normalise(q["vocab"])[index], _normalise(p["vocab"])
-        parts["vocab_pp"] = info_nce(vq, vp, targets, mask, config.temperature)
-        parts["vocab_ps"] = info_nce(vq, bow_p, targets, mask, 1.0)  # the first stage's own score (unnormalised doc)
-        parts["vocab_sp"] = info_nce(_normalise(bow_q)[index], vp, targets, mask, config.temperature)
-    loss = sum(parts.values())
-    return loss, {name: float(value.detach()) for name, value in parts.items()}
-
-
-def listwise_loss(retriever: R3Retriever, batch: list[Question], candidates: list[list[int]],
-                  logprobs: list[np.ndarray], config: R3Config) -> "torch.Tensor":
-    """Mean KL(target || retriever) over each question's candidate list (REPLUG's LM-supervised loss).
-
-    The target is the softmax of the LLM's single-passage answer log-probs over the question's
-    candidates (temperature ``listwise_temperature``); the retriever's distribution is the softmax
-    of its dense scores over the same candidates (temperature ``temperature``). Unlike InfoNCE it
-    uses every scored candidate, not only those past the thresholds, and it is zero exactly when
-    the retriever orders and spaces the candidates as the LLM's feedback does.
-    """
-    import torch
-
-    encoder = retriever.encoder
-    q = encoder.encode([x.question for x in batch], "query", ("dense",))["dense"]
-    flat = [r for rows in candidates for r in rows]
-    p = encoder.encode([retriever.corpus[r].contents for r in flat], "passage", ("dense",))["dense"]
-    total, start = q.new_zeros(()), 0
-    for n, rows in enumerate(candidates):
-        scores = (p[start:start + len(rows)] @ q[n]) / config.temperature
-        start += len(rows)
-        target = torch.softmax(torch.as_tensor(logprobs[n], dtype=torch.float32, device=q.device)
-                               / config.listwise_temperature, 0)
-        total = total + torch.sum(target * (torch.log(target.clamp_min(1e-12)) - torch.log_softmax(scores.float(), 0)))
-    return total / max(1, len(candidates))
-
-
-# --------------------------------------------------------------------------- training
-
-
-@dataclass
-class TrainingState:
-    step: int = 0
-    epoch: int = 0
-    history: list = field(default_factory=list)
-    seconds: float = 0.0
-    llm_sequences: int = 0
+# --------------------------------------------------------------------------- feedback and thresholds
 
 
 def feedback_for(env, questions: Sequence[Question], rows: np.ndarray, batch_size: int = 16,
@@ -338,16 +200,13 @@ def prepare_feedback(env, config: R3Config, retriever: R3Retriever | None = None
     served from the cache. ``ragenv precompute --env RAGRetrieval-v0 --single-passages`` fills the
     same entries ahead of time for the env's own first stage (BM25).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     base = env.unwrapped
     retriever = retriever or R3Retriever(config, base.corpus)
     questions = list(base.questions)
     rows = retriever.candidates(questions)
     before = base.scorer.stats.scored_sequences
     started = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    with progress_bar(disable=not progress) as bar:
         task = bar.add_task(f"R3 feedback: closed-book + {rows.shape[1]} candidates per question",
                             total=len(questions))
         closed, single = feedback_for(base, questions, rows, progress_callback=lambda n: bar.advance(task, n))
@@ -363,19 +222,22 @@ def prepare_feedback(env, config: R3Config, retriever: R3Retriever | None = None
             "negatives_per_question": float(np.mean(np.sum(single <= lower[:, None], axis=1)))}
 
 
-def _identity(env, config: R3Config) -> dict:
-    base = env.unwrapped
-    return {"config": asdict(config), "questions": base.dataset.split_fingerprint(base.split_name),
-            "limit": len(base.questions), "llm": base.scorer.cache_fingerprint, "format": AGENT_FORMAT}
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainingState:
+    step: int = 0
+    epoch: int = 0
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    llm_sequences: int = 0
 
 
 def train(env, config: R3Config = R3Config(), output_dir: str | Path | None = None, *, progress: bool = True,
           resume: bool = True, log: Callable[[str], None] | None = None) -> "R3Agent":
     """Train R3 on the environment's split; save to ``output_dir`` (checkpoints there while running)."""
-    import random
-
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ragenv.agents.r3.agent import R3Agent
 
@@ -384,81 +246,115 @@ def train(env, config: R3Config = R3Config(), output_dir: str | Path | None = No
     torch.manual_seed(config.seed)
     retriever = R3Retriever(config, base.corpus)
     output = Path(output_dir) if output_dir is not None else None
-    checkpoint = _Checkpoint(output / "checkpoint", _identity(env, config)) if output is not None else None
-
-    prepared = checkpoint.load_feedback() if (checkpoint and resume) else None
-    if prepared is None:
-        prepared = prepare_feedback(env, config, retriever, progress=progress, log=log)
-        if checkpoint:
-            checkpoint.save_feedback(prepared)
-    upper = dict(zip(prepared["question_ids"], prepared["upper"]))
-    lower = dict(zip(prepared["question_ids"], prepared["lower"]))
-
+    checkpoint = _R3Checkpoint(output / "checkpoint", _identity(env, config)) if output is not None else None
+    prepared = _prepared_feedback(env, config, retriever, checkpoint, resume, progress, log)
     optimizer = torch.optim.AdamW(retriever.encoder.module.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
-    state = TrainingState()
-    saved = checkpoint.load() if (checkpoint and resume) else None
-    if saved is not None:
-        retriever.encoder.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
-        torch.set_rng_state(saved["torch_rng"])
-        random.setstate(saved["python_rng"])
-        log(f"resuming an interrupted R3 run at step {state.step} (epoch {state.epoch + 1})")
-
+    state = (checkpoint.restore(retriever, optimizer, log) if checkpoint and resume else None) or TrainingState()
     questions = list(base.questions)
     steps_per_epoch = math.ceil(len(questions) / config.batch_size)
     total = steps_per_epoch * config.epochs
-    module = retriever.encoder.module
-    module.train()
+    retriever.encoder.module.train()
     started = time.perf_counter() - state.seconds
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[status]}"))
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    with progress_bar("{task.fields[status]}", disable=not progress) as bar:
         task = bar.add_task("R3 training", total=total, completed=state.step, status="")
         while state.step < total:
             epoch, within = divmod(state.step, steps_per_epoch)
             state.epoch = epoch
-            if config.first_stage == "dense-reindex" and (
-                    (config.reindex_every and state.step % config.reindex_every == 0 and state.step > 0)
-                    or (not config.reindex_every and within == 0 and state.step > 0)):
-                module.eval()
-                retriever.reindex()
-                module.train()
-            order = np.random.default_rng([config.seed, epoch]).permutation(len(questions))
-            batch = [questions[i] for i in order[within * config.batch_size:(within + 1) * config.batch_size]]
-            rng = np.random.default_rng([config.seed, epoch, within])
-            record = _train_step(retriever, base, batch, upper, lower, optimizer, rng, config)
-            retriever.index_is_current = False  # the parameters moved; a full index is now stale
+            retriever.first_stage.before_step(state.step, within)
+            batch, rng = _batch(questions, config, epoch, within)
+            record = train_step(retriever, base, batch, prepared["upper"], prepared["lower"], optimizer, rng, config)
+            retriever.first_stage.parameters_changed()
             state.llm_sequences += record["llm_sequences"]
             state.step += 1
             state.seconds = time.perf_counter() - started
             state.history.append({"step": state.step, "epoch": epoch + 1, **record})
             bar.update(task, completed=state.step,
                        status=f"loss {record['loss']:.3f} top-{config.k} log-prob {record['topk_logprob']:.3f}")
-            if checkpoint and (state.step % config.checkpoint_every == 0 or state.step % steps_per_epoch == 0
-                               or state.step == total):
+            epoch_done = state.step % steps_per_epoch == 0
+            if checkpoint and (state.step % config.checkpoint_every == 0 or epoch_done or state.step == total):
                 checkpoint.save(retriever, optimizer, state)
-            if state.step % steps_per_epoch == 0:
-                last = [h for h in state.history if h["epoch"] == epoch + 1]
-                log(f"epoch {epoch + 1}/{config.epochs}: loss {np.mean([h['loss'] for h in last if h['loss'] == h['loss']]):.3f}, "
-                    f"on-policy top-{config.k} answer log-prob {np.mean([h['topk_logprob'] for h in last]):.3f}, "
-                    f"{sum(h['llm_sequences'] for h in last)} new LLM sequences, {state.seconds:.0f} s")
-    module.eval()
-    training = {"steps": state.step, "epochs": config.epochs, "questions": len(questions),
-                "seconds": state.seconds, "feedback_seconds": prepared["seconds"],
-                "feedback_llm_sequences": prepared["llm_sequences_computed"],
-                "training_llm_sequences": state.llm_sequences, "reindexes": retriever.reindexes,
-                "reindex_seconds": retriever.reindex_seconds,
-                "positives_per_question": prepared["positives_per_question"],
-                "negatives_per_question": prepared["negatives_per_question"],
-                "dataset": base.dataset.name, "split": base.split_name, "llm": base.scorer.config.name,
-                "history": state.history}
-    agent = R3Agent(retriever, {"training": training}, base)
+            if epoch_done:
+                log(_epoch_summary(state, epoch, config))
+    retriever.encoder.module.eval()
+    agent = R3Agent(retriever, {"training": _training_record(base, config, prepared, state, retriever)}, base)
     if output is not None:
         agent.save(output)
         checkpoint.remove()
     return agent
+
+
+def train_step(retriever: R3Retriever, env, batch: list[Question], upper: dict, lower: dict, optimizer,
+               rng: np.random.Generator, config: R3Config) -> dict:
+    """One on-policy step: retrieve, get feedback, label, update. Returns its record for the history."""
+    import torch
+
+    before = env.scorer.stats.scored_sequences
+    module = retriever.encoder.module
+    module.eval()  # the live ranking is measured without dropout
+    rows = retriever.candidates(batch)
+    live = retriever.rerank_scores(batch, rows)
+    module.train()
+    _, logprobs = env.passage_feedback(list(zip(batch, rows.tolist())))
+    order = np.argsort(-live, axis=1, kind="stable")
+    top = np.take_along_axis(logprobs, order[:, : config.k], axis=1)
+    labels = label_batch(batch, rows, logprobs, order, upper, lower, config, rng)
+    record = {"questions_with_positive": len(labels.questions), "topk_logprob": float(np.nanmean(top)),
+              "llm_sequences": int(env.scorer.stats.scored_sequences - before), "loss": float("nan")}
+    optimizer.zero_grad(set_to_none=True)
+    lists = ranked_lists(batch, rows, logprobs, order, config) if config.listwise_weight > 0 else None
+    loss, parts = backward_loss(retriever, labels, lists, config)
+    if loss is not None:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        optimizer.step()
+        record.update(loss=loss, **parts)
+    _return_freed_memory()
+    return record
+
+
+def _batch(questions: list[Question], config: R3Config, epoch: int, within: int) -> tuple[list[Question],
+                                                                                          np.random.Generator]:
+    """Step ``within`` of ``epoch``: its questions (a fresh permutation per epoch) and its label generator."""
+    order = np.random.default_rng([config.seed, epoch]).permutation(len(questions))
+    batch = [questions[i] for i in order[within * config.batch_size:(within + 1) * config.batch_size]]
+    return batch, np.random.default_rng([config.seed, epoch, within])
+
+
+def _prepared_feedback(env, config: R3Config, retriever: R3Retriever, checkpoint: "_R3Checkpoint | None",
+                       resume: bool, progress: bool, log: Callable[[str], None]) -> dict:
+    """The thresholds (from the checkpoint when resuming), as ``upper``/``lower`` dicts by question id."""
+    prepared = checkpoint.read("feedback.pkl") if checkpoint and resume else None
+    if prepared is None:
+        prepared = prepare_feedback(env, config, retriever, progress=progress, log=log)
+        if checkpoint:
+            checkpoint.write("feedback.pkl", prepared)
+    ids = prepared["question_ids"]
+    return {**prepared, "upper": dict(zip(ids, prepared["upper"])), "lower": dict(zip(ids, prepared["lower"]))}
+
+
+def _epoch_summary(state: TrainingState, epoch: int, config: R3Config) -> str:
+    last = [h for h in state.history if h["epoch"] == epoch + 1]
+    losses = [h["loss"] for h in last if h["loss"] == h["loss"]]  # NaN: a step without a positive
+    return (f"epoch {epoch + 1}/{config.epochs}: loss {np.mean(losses):.3f}, "
+            f"on-policy top-{config.k} answer log-prob {np.mean([h['topk_logprob'] for h in last]):.3f}, "
+            f"{sum(h['llm_sequences'] for h in last)} new LLM sequences, {state.seconds:.0f} s")
+
+
+def _training_record(base, config: R3Config, prepared: dict, state: TrainingState, retriever: R3Retriever) -> dict:
+    return {"steps": state.step, "epochs": config.epochs, "questions": len(base.questions),
+            "seconds": state.seconds, "feedback_seconds": prepared["seconds"],
+            "feedback_llm_sequences": prepared["llm_sequences_computed"],
+            "training_llm_sequences": state.llm_sequences, **retriever.first_stage.record(),
+            "positives_per_question": prepared["positives_per_question"],
+            "negatives_per_question": prepared["negatives_per_question"],
+            "dataset": base.dataset.name, "split": base.split_name, "llm": base.scorer.config.name,
+            "history": state.history}
+
+
+def _identity(env, config: R3Config) -> dict:
+    base = env.unwrapped
+    return {"config": asdict(config), "questions": base.dataset.split_fingerprint(base.split_name),
+            "limit": len(base.questions), "llm": base.scorer.cache_fingerprint, "format": AGENT_FORMAT}
 
 
 _LIBC = None
@@ -479,108 +375,33 @@ def _return_freed_memory() -> None:
         pass
 
 
-def _train_step(retriever: R3Retriever, env, batch: list[Question], upper: dict, lower: dict, optimizer, rng,
-                config: R3Config) -> dict:
-    """One on-policy step: retrieve, get feedback, label, update. Returns its record for the history."""
-    import torch
-
-    before = env.scorer.stats.scored_sequences
-    module = retriever.encoder.module
-    module.eval()  # the live ranking is measured without dropout
-    rows = retriever.candidates(batch)
-    live = retriever.rerank_scores(batch, rows)
-    module.train()
-    _, logprobs = env.passage_feedback(list(zip(batch, rows.tolist())))
-    order = np.argsort(-live, axis=1, kind="stable")
-    top = np.take_along_axis(logprobs, order[:, : config.k], axis=1)
-    chosen, positives, negatives = [], [], []
-    for n, question in enumerate(batch):
-        valid = rows[n] >= 0
-        pos = np.flatnonzero(valid & (logprobs[n] >= upper[question.id]))
-        neg = [j for j in order[n] if valid[j] and logprobs[n, j] <= lower[question.id]][: config.hard_negatives]
-        if len(pos) == 0:
-            continue  # no passage above T+: nothing to pull towards
-        chosen.append(question)
-        if config.positives == 1:  # the original single draw: runs trained before the option reproduce
-            drawn = [rng.choice(pos)]
-        else:
-            drawn = rng.permutation(pos)[: config.positives or None]
-        positives.append([int(rows[n, j]) for j in drawn])
-        negatives.append([int(rows[n, j]) for j in neg])
-    record = {"questions_with_positive": len(chosen), "topk_logprob": float(np.nanmean(top)),
-              "llm_sequences": int(env.scorer.stats.scored_sequences - before), "loss": float("nan")}
-    optimizer.zero_grad(set_to_none=True)
-    loss, parts = None, {}
-    if chosen:
-        contrastive, parts = contrastive_loss(retriever, chosen, positives, negatives, config)
-        contrastive.backward()  # before the listwise term's forward passes: one graph alive at a time
-        loss = float(contrastive.detach())
-    if config.listwise_weight > 0:  # every question with >= 2 scored candidates, in the live order
-        ranked, lists, targets = [], [], []
-        for n, question in enumerate(batch):
-            kept = [j for j in order[n] if rows[n, j] >= 0 and np.isfinite(logprobs[n, j])][: config.listwise_candidates]
-            if len(kept) >= 2:
-                ranked.append(question)
-                lists.append([int(rows[n, j]) for j in kept])
-                targets.append(logprobs[n, kept])
-        if ranked:  # in chunks of questions, gradients accumulated: the same gradient as one pass, less memory
-            kl_sum = 0.0
-            for start in range(0, len(ranked), config.listwise_chunk):
-                part = slice(start, start + config.listwise_chunk)
-                kl = listwise_loss(retriever, ranked[part], lists[part], targets[part], config)
-                share = len(ranked[part]) / len(ranked)
-                (config.listwise_weight * share * kl).backward()
-                kl_sum += float(kl.detach()) * share
-            parts["listwise"] = kl_sum
-            loss = (loss or 0.0) + config.listwise_weight * kl_sum
-    if loss is not None:
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-        optimizer.step()
-        record.update(loss=loss, **parts)
-    _return_freed_memory()
-    return record
-
-
-class _Checkpoint:
-    """``checkpoint/``: the feedback and thresholds (once), then weights, optimizer and progress; atomic swaps."""
-
-    def __init__(self, folder: Path, identity: dict):
-        self.folder, self.identity = folder, identity
-
-    def _read(self, name: str):
-        try:
-            with open(self.folder / name, "rb") as handle:
-                payload = pickle.load(handle)
-        except Exception:  # noqa: BLE001 - missing or torn by a crash: not used
-            return None
-        return payload["data"] if payload.get("identity") == self.identity else None
-
-    def _write(self, name: str, data) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / (name + ".tmp")
-        with open(tmp, "wb") as handle:
-            pickle.dump({"identity": self.identity, "data": data}, handle)
-        tmp.replace(self.folder / name)
-
-    def load_feedback(self) -> dict | None:
-        return self._read("feedback.pkl")
-
-    def save_feedback(self, prepared: dict) -> None:
-        self._write("feedback.pkl", prepared)
-
-    def load(self) -> dict | None:
-        return self._read("state.pkl")
+class _R3Checkpoint(Checkpoint):
+    """``checkpoint/``: the feedback and thresholds (once), then weights, optimizer, progress and generators."""
 
     def save(self, retriever: R3Retriever, optimizer, state: TrainingState) -> None:
         import random
 
         import torch
 
-        self._write("state.pkl", {"model": retriever.encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "state": state, "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()})
+        self.write("state.pkl", {"model": retriever.encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "state": state, "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()})
 
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def restore(self, retriever: R3Retriever, optimizer, log: Callable[[str], None]) -> TrainingState | None:
+        """Load the saved step into ``retriever`` and ``optimizer``; its TrainingState, or None."""
+        import random
+
+        import torch
+
+        saved = self.read("state.pkl")
+        if saved is None:
+            return None
+        retriever.encoder.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        random.setstate(saved["python_rng"])
+        state = saved["state"]
+        log(f"resuming an interrupted R3 run at step {state.step} (epoch {state.epoch + 1})")
+        return state
 
 
 def load_config(folder: str | Path) -> R3Config:

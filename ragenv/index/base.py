@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 from filelock import FileLock
 
 from ragenv import settings
+from ragenv.atomic import atomic_path
 from ragenv.data import Corpus
 
 
@@ -74,12 +74,9 @@ def build_once(path: Path, corpus: Corpus, build: Callable[[Path], None]) -> Pat
             return path
         if path.exists():
             shutil.rmtree(path)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        build(tmp)
-        (tmp / "manifest.json").write_text(
-            json.dumps({"corpus": corpus.name, "corpus_fingerprint": corpus.fingerprint, "passages": len(corpus)})
-        )
-        os.replace(tmp, path)
+        with atomic_path(path, folder=True) as tmp:
+            build(tmp)
+            (tmp / "manifest.json").write_text(
+                json.dumps({"corpus": corpus.name, "corpus_fingerprint": corpus.fingerprint, "passages": len(corpus)})
+            )
     return path
