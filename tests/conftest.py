@@ -1,8 +1,14 @@
-"""Shared fixtures: real data (RAGENV_DATA, default ../shared/data), a small real subset, a private cache."""
+"""Shared fixtures: real data (RAGENV_DATA, default ../shared/data), a small real subset, a private cache.
+
+Two tiers. ``@pytest.mark.unit`` tests are model-free (no LLM, encoder or Java VM): ``pytest -m unit``
+runs them in under a minute after any change, and a unit test that loads one fails (see
+:func:`unit_tests_load_no_model`). Everything else uses real models on small real subsets.
+"""
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +29,23 @@ def pytest_configure(config):
 
         os.environ["RAGENV_CACHE"] = tempfile.mkdtemp(prefix="ragenv-test-cache-")
         config._ragenv_temp_cache = os.environ["RAGENV_CACHE"]
+
+
+# Modules that only a model (or the Java VM behind pyserini) brings in: a unit test must not import them.
+MODEL_MODULES = ("transformers.modeling_utils", "sentence_transformers", "jnius", "pyserini.search")
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_load_no_model(request):
+    """Fail a ``unit`` test that imported a model library: it belongs to the model tier (unmark it)."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    before = {name for name in MODEL_MODULES if name in sys.modules}
+    yield
+    loaded = [name for name in MODEL_MODULES if name in sys.modules and name not in before]
+    if loaded:
+        pytest.fail(f"a unit test must be model-free, but it imported {', '.join(loaded)}: remove its unit mark")
 
 
 def pytest_unconfigure(config):

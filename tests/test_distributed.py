@@ -39,6 +39,7 @@ def filled(path, keys, value=1.0) -> RewardCache:
 # --------------------------------------------------------------------------- shards
 
 
+@pytest.mark.unit
 def test_shards_are_whole_batches_in_order():
     ids = [f"q{i}" for i in range(10)]
     shards = shard_questions(ids, 3, 3)
@@ -52,6 +53,7 @@ def test_shards_are_whole_batches_in_order():
 # --------------------------------------------------------------------------- merge
 
 
+@pytest.mark.unit
 def test_merge_counts_its_own_inserts_and_keeps_existing_values(tmp_path):
     filled(tmp_path / "a.sqlite", range(5), value=2.0).close()
     target = filled(tmp_path / "t.sqlite", range(3, 8))
@@ -62,6 +64,7 @@ def test_merge_counts_its_own_inserts_and_keeps_existing_values(tmp_path):
     assert target.merge_from(tmp_path / "a.sqlite") == 0
 
 
+@pytest.mark.unit
 def test_merge_is_all_or_nothing_and_never_touches_a_bad_source(tmp_path):
     source = filled(tmp_path / "s.sqlite", range(20))
     source._conn.execute("UPDATE results SET value = 'not json' WHERE key = ?", (cache_key(17),))
@@ -83,6 +86,7 @@ def _merge_worker(target: str, source: str) -> None:
     RewardCache(target).merge_from(source)
 
 
+@pytest.mark.unit
 def test_concurrent_merges_and_writes_lose_nothing(tmp_path):
     for n in range(3):
         filled(tmp_path / f"s{n}.sqlite", [f"{n}-{i}" for i in range(300)] + [f"shared-{i}" for i in range(50)]).close()

@@ -10,6 +10,8 @@ from ragenv import doctor
 from ragenv.doctor import LOCAL_MATCH, MATCH, MISMATCH, MISSING, check_environment, compare_versions, render
 from ragenv.errors import ConfigError
 
+pytestmark = pytest.mark.unit  # model-free: the fast tier
+
 REPO = Path(__file__).resolve().parents[1]
 ABSENT = "ragenv-no-such-package-for-doctor-tests"
 

@@ -133,6 +133,7 @@ def test_too_many_passages_for_the_context_are_refused(small_dataset, unicode_en
         env.step(np.arange(80))
 
 
+@pytest.mark.unit
 def test_empty_answers_and_duplicate_ids_are_named_errors(tmp_path):
     """The documented rules one by one: duplicate ids are errors, not merged; blank answer aliases are dropped."""
     def write(corpus, questions):

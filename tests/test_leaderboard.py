@@ -36,6 +36,15 @@ def good(evaluated) -> dict:
 
 
 @pytest.fixture(scope="module")
+def committed() -> dict:
+    """A committed baseline submission (bm25s on nq test-100): a valid document without running anything."""
+    from ragenv.leaderboard.entries import LEADERBOARD_DIR
+
+    path = LEADERBOARD_DIR / "submissions" / "ragretrieval-v0-nq-test-100-gemma-3-270m-bm25s.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
 def replay_env(small_dataset, small_env):
     """The environment a replay of the small-fixture submission builds (once; it shares small_env's loaded LLM)."""
     from ragenv.evaluate import EvalConfig, make_env
@@ -53,17 +62,19 @@ def encode(document) -> bytes:
 # --------------------------------------------------------------------------- schema
 
 
+@pytest.mark.unit
 def test_committed_schema_equals_generated():
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), "run `ragenv leaderboard schema`"
 
 
-def test_schema_is_valid_and_accepts_a_written_submission(good):
+@pytest.mark.unit
+def test_schema_is_valid_and_accepts_a_written_submission(committed):
     import jsonschema
 
     schema = submission_json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
-    jsonschema.Draft202012Validator(schema).validate(good)
-    bad = copy.deepcopy(good)
+    jsonschema.Draft202012Validator(schema).validate(committed)
+    bad = copy.deepcopy(committed)
     bad["env_id"] = "Nope-v0"
     assert not jsonschema.Draft202012Validator(schema).is_valid(bad)
 
@@ -290,10 +301,11 @@ def _message(mutation, good, env=None) -> str:
     return str(caught.value)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("case", list(PARSE_CASES))
-def test_bad_submission_is_rejected_by_the_parser(case, good):
+def test_bad_submission_is_rejected_by_the_parser(case, committed):
     mutation, needles = PARSE_CASES[case]
-    message = _message(mutation, good)
+    message = _message(mutation, committed)
     assert "\n" not in message and len(message) < 400 and message.startswith("sub.json")
     for needle in needles:
         assert needle in message, message

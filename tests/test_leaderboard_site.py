@@ -82,6 +82,7 @@ def test_regenerate_again_gives_identical_entries(regenerated, small_dataset):
     assert after == before
 
 
+@pytest.mark.unit
 def test_committed_entries_are_the_readme_setting_and_match_their_submissions():
     from ragenv.leaderboard.entries import ENTRIES_DIR, SUBMISSIONS_DIR, load_entries
     from ragenv.leaderboard.submission import read_submission, to_json

@@ -6,6 +6,8 @@ import pytest
 
 from ragenv.metrics import paired_bootstrap
 
+pytestmark = pytest.mark.unit  # model-free: the fast tier
+
 
 def test_paired_bootstrap_brackets_the_mean_and_pairs_by_question():
     rng = np.random.default_rng(1)

@@ -24,6 +24,7 @@ REFERENCE = Path(__file__).parent / "data" / "canonical_smollm2.json"
 LOGPROB_TOLERANCE = 1e-3
 
 
+@pytest.mark.unit
 def test_float32_is_the_default_everywhere_and_auto_is_refused():
     assert LLMConfig().dtype == CANONICAL_DTYPE == "float32"
     assert make_llm_config("smollm2-135m").dtype == "float32"
@@ -35,6 +36,7 @@ def test_float32_is_the_default_everywhere_and_auto_is_refused():
         make_llm_config("smollm2-135m", device="tpu")
 
 
+@pytest.mark.unit
 def test_gym_make_checks_dtype_and_device_before_loading_anything():
     import gymnasium as gym
 
@@ -46,6 +48,7 @@ def test_gym_make_checks_dtype_and_device_before_loading_anything():
         gym.make("SmartRAG-v0", dataset="/nonexistent/folder", device="metal")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("variables", [{"RAGENV_CPU_ISA": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}])
 def test_the_cpu_check_can_be_capped_to_avx2(monkeypatch, variables):
     for key, value in variables.items():
@@ -53,6 +56,7 @@ def test_the_cpu_check_can_be_capped_to_avx2(monkeypatch, variables):
     assert cpu_has_fast_bf16() is False
 
 
+@pytest.mark.unit
 def test_model_identity_ignores_the_dtype_and_cache_identity_does_not():
     fp32 = FrozenLLM(LLMConfig(TEST_LLM, dtype="float32"), use_cache=False)
     bf16 = FrozenLLM(LLMConfig(TEST_LLM, dtype="bfloat16"), use_cache=False)
@@ -62,6 +66,7 @@ def test_model_identity_ignores_the_dtype_and_cache_identity_does_not():
     assert fp32._model is None and bf16._model is None  # identities need no model load
 
 
+@pytest.mark.unit
 def test_cache_key_digests_are_pinned():
     """A changed key formula would orphan every user's reward cache: these digests must never move."""
     llm = FrozenLLM(LLMConfig(TEST_LLM, dtype="float32"), use_cache=False)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit  # model-free: the fast tier
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -414,6 +414,7 @@ def dataset_files(draw):
     return lines, first_bad, len(pids), len(qids)
 
 
+@pytest.mark.unit
 @settings(max_examples=250, **FAST)
 @given(files=dataset_files())
 def test_user_dataset_loads_or_names_the_bad_line(tmp_path_factory, files):
@@ -516,12 +517,14 @@ def _check_submission(data: bytes) -> None:
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.unit
 def test_valid_seed_submissions_are_accepted():
     assert len(VALID_SUBMISSIONS) >= 2
     for doc in VALID_SUBMISSIONS:
         parse_submission(json.dumps(doc).encode())
 
 
+@pytest.mark.unit
 @settings(max_examples=400, **FAST)
 @given(doc=st.one_of(ANY_JSON, mutated_submission()), ensure_ascii=st.booleans())
 def test_submission_documents_are_accepted_or_rejected_with_submission_error(doc, ensure_ascii):
@@ -531,6 +534,7 @@ def test_submission_documents_are_accepted_or_rejected_with_submission_error(doc
 @settings(max_examples=300, **FAST)
 @given(seed=st.sampled_from(VALID_SUBMISSIONS), edits=st.lists(
     st.tuples(st.floats(0, 1), st.integers(0, 8), st.binary(max_size=12)), min_size=1, max_size=6))
+@pytest.mark.unit
 def test_submission_bytes_mutations_are_accepted_or_rejected(seed, edits):
     data = bytearray(json.dumps(seed, indent=1).encode())
     for where, length, payload in edits:

@@ -10,6 +10,7 @@ from ragenv.registry import (AGENTS, AgentEntry, agent_fingerprint, agent_names,
                              register_agent)
 
 
+@pytest.mark.unit
 def test_every_agent_is_listed_for_its_environment_with_its_usage():
     retrieval = agent_names("RAGRetrieval-v0")
     assert list(retrieval) == ["bm25", "bm25s", "dense", "closed-book", "oracle", "random", "r3:DIR"]
@@ -20,6 +21,7 @@ def test_every_agent_is_listed_for_its_environment_with_its_usage():
         agent_names("SmartRAGText-v0")
 
 
+@pytest.mark.unit
 def test_unknown_names_and_missing_trained_folders_are_refused_before_anything_loads(tmp_path):
     with pytest.raises(ConfigError, match="unknown agent 'bm26' for RAGRetrieval-v0: use one of bm25, bm25s"):
         check_agent_name("bm26", "RAGRetrieval-v0")
@@ -36,6 +38,7 @@ def test_unknown_names_and_missing_trained_folders_are_refused_before_anything_l
         check_agent_name("bm25", "CartPole-v1")
 
 
+@pytest.mark.unit
 def test_a_trained_agents_fingerprint_digests_its_files_in_a_fixed_order(tmp_path):
     (tmp_path / "agent.json").write_text("{}")
     (tmp_path / "model.pt").write_bytes(b"weights")
@@ -44,6 +47,7 @@ def test_a_trained_agents_fingerprint_digests_its_files_in_a_fixed_order(tmp_pat
     assert agent_fingerprint("bm25") == "bm25"
 
 
+@pytest.mark.unit
 def test_adding_an_agent_is_one_entry(monkeypatch):
     monkeypatch.setattr("ragenv.registry.AGENTS", list(AGENTS))
     register_agent(AgentEntry("first-passage", "retrieval", "always row 0", lambda env, _arg, _seed: None))

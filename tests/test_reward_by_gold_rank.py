@@ -5,8 +5,13 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
+
+pytestmark = pytest.mark.unit  # model-free: the fast tier
+
+REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = REPO / "experiments" / "reward_by_gold_rank.py"
 

@@ -8,6 +8,8 @@ import pytest
 
 from ragenv.reward_cache import CacheEntry, RewardCache, cache_key
 
+pytestmark = pytest.mark.unit  # model-free: the fast tier
+
 
 def _writer(path: str, worker: int, n: int) -> None:
     cache = RewardCache(path)
