@@ -162,7 +162,8 @@ def rag_requests(dataset: Dataset, split: str, n: int, index=None, k: int = 3) -
         index = make_index("bm25s", dataset.corpus)
     questions = dataset.split(split)[:n]
     rows, _ = index.search([q.question for q in questions], k)
-    return [PromptRequest(q, tuple(dataset.corpus[int(r)] for r in row if r >= 0)) for q, row in zip(questions, rows)]
+    return [PromptRequest(question=q, passages=tuple(dataset.corpus[int(r)] for r in row if r >= 0))
+            for q, row in zip(questions, rows)]
 
 
 def model_shape(model) -> dict:

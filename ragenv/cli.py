@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from ragenv.errors import RagenvError
 from ragenv.provenance import provenance_line
+
+if TYPE_CHECKING:
+    from ragenv.envs import RAGRetrievalEnv, SmartRAGEnv
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Gymnasium environments for RL on retrieval-augmented generation.")
@@ -147,7 +150,8 @@ def demo(
         check_agent_name(name, "RAGRetrieval-v0")
     config = EvalConfig(dataset="nq", split="test", limit=limit, llm=llm, data_dir=data_dir, dtype=dtype, device=device)
     environment = make_env(config)
-    dense_path = DenseIndex.cache_path(environment.unwrapped.corpus, Encoder())
+    base = cast("RAGRetrievalEnv", environment.unwrapped)  # the demo runs RAGRetrieval-v0
+    dense_path = DenseIndex.cache_path(base.corpus, Encoder())
     if agents is None and not (dense_path / "manifest.json").exists():
         names.remove("dense")
         console.print("[dim]dense skipped: its index is not built yet; `ragenv demo --agents "
@@ -158,7 +162,7 @@ def demo(
         results.append(run(EvalConfig(**{**config.__dict__, "agent": name}), env=environment))
         if output_dir:
             write_json(results[-1], Path(output_dir) / f"{name}.json")
-    console.print(_results_table(f"RAGRetrieval-v0 | nq/test first {limit} | {llm}", results, environment.unwrapped.k))
+    console.print(_results_table(f"RAGRetrieval-v0 | nq/test first {limit} | {llm}", results, base.k))
     console.print(f"[dim]{provenance_line(results[0]['provenance'])}[/dim]", highlight=False)
 
 
@@ -261,7 +265,7 @@ def train_ppo(
         raise RagenvError(f"the PPO agent trains on SmartRAG-v0, not {env}")
     if (Path(output) / "model.zip").exists() and not overwrite:
         raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
-    overrides = {"seed": seed}
+    overrides: dict[str, Any] = {"seed": seed}
     if steps is not None:
         overrides["total_timesteps"] = steps
     if observation_keys is not None:
@@ -270,7 +274,7 @@ def train_ppo(
     environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
                            dtype=dtype, device=device, features=config.needs_features,
                            alpha=alpha, max_retrievals=max_retrievals)
-    base = environment.unwrapped
+    base = cast("SmartRAGEnv", environment.unwrapped)  # the smartrag family (checked above): SmartRAG-v0
     observation_shapes(base.observation_space, config.observation_keys)  # an unknown key fails before any LLM work
     report = base.precompute(progress=True)
     console.print(f"cache ready: {report['questions']} questions, {report['llm_sequences_computed']} LLM sequences computed")

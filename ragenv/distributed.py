@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ragenv.errors import ConfigError, RagenvError
 from ragenv.reward_cache import RewardCache
@@ -148,7 +149,7 @@ def ray_precompute(job: PrecomputeJob, *, address: str | None = None, workers: i
     started_here = False
     if not ray.is_initialized():
         if address:
-            kwargs = {"address": address}
+            kwargs: dict[str, Any] = {"address": address}
         else:  # a private local instance: its workers read the data and model caches this process reads
             env_vars = {k: v for k, v in os.environ.items() if k.startswith("RAGENV_") or k in _PASSED_ENV}
             kwargs = {"num_cpus": workers or os.cpu_count(), "include_dashboard": False,

@@ -177,7 +177,9 @@ def render(report: DoctorReport) -> list[str]:
     lines.append(python)
     lines.append(f"{len(report.matches)} of {len(report.checks)} match")
     for c in report.local_matches:
-        lines.append(f"  {c.name}: {c.installed} installed, locked {c.locked} (the same version; local build +{c.installed.partition('+')[2]})")
+        assert c.installed is not None  # a local match is installed
+        local = c.installed.partition("+")[2]
+        lines.append(f"  {c.name}: {c.installed} installed, locked {c.locked} (the same version; local build +{local})")
     for c in report.mismatches:
         lines.append(f"mismatch: {c.name} {c.installed} installed, locked {c.locked}")
     for c in report.missing:

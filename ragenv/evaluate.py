@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,7 @@ from ragenv.metrics import ir_metrics
 from ragenv.numerics import CANONICAL_DTYPE
 
 if TYPE_CHECKING:
+    from ragenv.envs import RAGRetrievalEnv
     from ragenv.journal import RunJournal
 
 
@@ -54,8 +55,8 @@ def make_env(config: EvalConfig, features: bool | None = None) -> gym.Env:
 
     if config.env not in gym.registry or config.env not in ENVIRONMENTS:
         raise ConfigError(f"unknown environment {config.env!r}: use one of {', '.join(ENVIRONMENTS)}")
-    common = dict(dataset=config.dataset, split=config.split, llm=config.llm, limit=config.limit, data_dir=config.data_dir,
-                  dtype=config.dtype, device=config.device)
+    common: dict[str, Any] = dict(dataset=config.dataset, split=config.split, llm=config.llm, limit=config.limit,
+                                  data_dir=config.data_dir, dtype=config.dtype, device=config.device)
     if env_family(config.env) == "retrieval":
         return gym.make(config.env, **common, generate_answers=config.generate_answers, features=bool(features),
                         diagnostics=True, **config.env_options)
@@ -98,9 +99,9 @@ def run_episodes(env: gym.Env, agent, *, batch_size: int = 16, progress: bool = 
     """
     from rich.progress import Progress
 
-    base = env.unwrapped
-    if getattr(base, "multi_step", False):
+    if getattr(env.unwrapped, "multi_step", False):
         return run_multi_step_episodes(env, agent, progress=progress, journal=journal, resumed=resumed)
+    base = cast("RAGRetrievalEnv", env.unwrapped)  # one-step: the retrieval environment
     questions = base.questions
     done = {r["question_id"]: r for r in resumed or []}
     records: list[dict] = []
@@ -148,7 +149,7 @@ def run_multi_step_episodes(env: gym.Env, agent, *, progress: bool = True, preco
     """
     from rich.progress import Progress
 
-    base = env.unwrapped
+    base: Any = env.unwrapped  # a multi-step environment (SmartRAG-v0 or SmartRAGText-v0)
     name = getattr(agent, "name", "agent")
     if precompute and hasattr(base, "precompute"):
         finished = {qid for r in resumed or [] for qid in r.get("precomputed", [])}
@@ -209,7 +210,7 @@ def run_identity(config: EvalConfig, env: gym.Env) -> dict:
     """Everything that determines a run's results (the key of its journal)."""
     from ragenv.registry import agent_fingerprint
 
-    base = env.unwrapped
+    base: Any = env.unwrapped  # either kind of environment
     return {"config": asdict(config), "env_options": base.env_options,
             "dataset_fingerprint": base.dataset.split_fingerprint(config.split),
             "llm_fingerprint": base.scorer.fingerprint, "prompt_version": base.scorer.describe()["prompt_version"],
@@ -234,12 +235,13 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
     check_agent_name(config.agent, config.env)  # fail before any data or model is loaded
     env = env if env is not None else make_env(config)
     agent = agent if agent is not None else make_agent(config.agent, env, seed=config.seed)
-    base = env.unwrapped
+    base: Any = env.unwrapped  # either kind of environment
     journal = RunJournal("evaluate", run_identity(config, env)) if resume else None
     resumed = journal.load() if journal is not None else []
     if journal is not None:
         journal.start(resumed)
     if resumed and log is not None:
+        assert journal is not None  # only a journal resumes
         log(f"resuming an interrupted run: {_resumed_questions(resumed)} of {len(base.questions)} questions were "
             f"already done ({journal.path})")
     stats_before = asdict(base.scorer.stats)
@@ -266,6 +268,7 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
         "per_question": records,
     }
     if resumed:
+        assert journal is not None  # only a journal resumes
         document["resumed"] = {"journal": str(journal.path), "units": len(resumed),
                                "questions": _resumed_questions(resumed)}
     if journal is not None:

@@ -11,6 +11,7 @@ import importlib.metadata
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from ragenv.numerics import NumericSetting, cpu_model
 
@@ -48,8 +49,8 @@ def provenance(numerics: NumericSetting | None = None) -> dict:
     """ragenv version and commit, library versions, Python, CPU, and the LLM's numeric setting if given."""
     from ragenv import __version__
 
-    record = {"ragenv": __version__, "git_commit": git_commit(), **library_versions(),
-              "python": platform.python_version(), "cpu": cpu_model()}
+    record: dict[str, Any] = {"ragenv": __version__, "git_commit": git_commit(), **library_versions(),
+                              "python": platform.python_version(), "cpu": cpu_model()}
     if numerics is not None:
         record["numerics"] = numerics.describe()
     return record

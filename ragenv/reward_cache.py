@@ -220,9 +220,8 @@ class RewardCache:
         return self.info()["entries"]
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Close the file; closing twice is harmless, and any later use raises sqlite3.ProgrammingError."""
+        self._conn.close()
 
     def __getstate__(self):  # a cache crossing a process boundary reopens its file
         return {"path": self.path, "timeout": self._timeout}

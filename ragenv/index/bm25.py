@@ -134,7 +134,7 @@ def _ends_cvc(word: str) -> bool:
     """Porter's *o: consonant-vowel-consonant at the end, the last not w, x or y."""
     if len(word) < 3 or word[-1] in "wxy":
         return False
-    vowels = []
+    vowels: list[bool] = []
     for i, ch in enumerate(word):
         vowels.append(ch in "aeiou" or (ch == "y" and i > 0 and not vowels[-1]))
     return not vowels[-1] and vowels[-2] and not vowels[-3]
