@@ -131,7 +131,7 @@ class Encoder:
 
     @property
     def torch_dtype(self):
-        from ragenv.llm import resolve_dtype
+        from ragenv.numerics import resolve_dtype
 
         return resolve_dtype(self.config.dtype, self.config.device)
 

@@ -56,7 +56,8 @@ def speed(dtype: str, prompts: int, llm_name: str, append: Path | None) -> None:
     from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest
 
     nq = load_dataset("nq")
-    requests = [PromptRequest(q, tuple(nq.corpus[nq.corpus.row(pid)] for pid in q.gold_passage_ids), None, True)
+    requests = [PromptRequest(question=q, passages=tuple(nq.corpus[nq.corpus.row(pid)] for pid in q.gold_passage_ids),
+                              generate=True)
                 for q in nq.split("test")[:prompts]]
     llm = FrozenLLM(LLMConfig(llm_name, dtype=dtype), use_cache=False)
     llm.run(requests[:1])  # load and warm up

@@ -37,7 +37,7 @@ def requests_for(nq, n: int, long_context: bool = False):
         passages = tuple(nq.corpus[nq.corpus.row(pid)] for pid in q.gold_passage_ids)
         if long_context:  # push prompts past Gemma's 512-token sliding window
             passages += tuple(nq.corpus.passages[4000 + 4 * i: 4004 + 4 * i])
-        out.append(PromptRequest(q, passages if i % 3 else (), None, True))
+        out.append(PromptRequest(question=q, passages=passages if i % 3 else (), generate=True))
     return out
 
 
@@ -67,7 +67,7 @@ def test_cached_results_skip_the_model_entirely(nq, tmp_path):
     computed = first.run(requests)
     second = FrozenLLM(LLMConfig(TEST_LLM), RewardCache(tmp_path / "c.sqlite"))
     cached = second.run(requests)
-    assert second.stats.model_loads == 0 and second._model is None
+    assert second.stats.model_loads == 0 and not second.loaded
     assert [c.score.cached for c in cached] == [True] * 4 and [c.score.cached for c in computed] == [False] * 4
     assert [(c.score.mean_logprob, c.generation.text) for c in cached] == \
            [(c.score.mean_logprob, c.generation.text) for c in computed]
@@ -102,6 +102,8 @@ def test_hub_ids_are_accepted_without_loading():
 def test_identical_requests_in_one_call_are_computed_once(nq, tmp_path):
     llm = FrozenLLM(LLMConfig(TEST_LLM), RewardCache(tmp_path / "c.sqlite"))
     q = nq.split("dev")[0]
-    results = llm.run([PromptRequest(q, ()), PromptRequest(q, ()), PromptRequest(q, (), None, True)])
+    results = llm.run([PromptRequest(question=q, passages=()), PromptRequest(question=q, passages=()),
+                    PromptRequest(question=q, passages=(), generate=True)])
     assert llm.stats.scored_sequences == 2 * len(q.answers)  # the first two share one computation
     assert results[0].score == results[1].score and not results[0].score.cached
+

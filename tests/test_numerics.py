@@ -63,7 +63,7 @@ def test_model_identity_ignores_the_dtype_and_cache_identity_does_not():
     assert fp32.fingerprint == bf16.fingerprint  # the model: what a submission must match
     assert fp32.cache_fingerprint != bf16.cache_fingerprint  # two settings never share a cache entry
     assert fp32.numerics.canonical and not bf16.numerics.canonical
-    assert fp32._model is None and bf16._model is None  # identities need no model load
+    assert not fp32.loaded and not bf16.loaded  # identities need no model load
 
 
 @pytest.mark.unit
@@ -92,7 +92,7 @@ nq = load_dataset("nq")
 requests = []
 for i, q in enumerate(nq.split("dev")[:6]):
     passages = tuple(nq.corpus[nq.corpus.row(pid)] for pid in q.gold_passage_ids) if i % 2 else ()
-    requests.append(PromptRequest(q, passages, None, True))
+    requests.append(PromptRequest(question=q, passages=passages, generate=True))
 llm = FrozenLLM(LLMConfig(sys.argv[1], dtype="float32"), use_cache=False)
 results = llm.run(requests)
 print(json.dumps({"isa": cpu_isa(), "capability": torch.backends.cpu.get_cpu_capability(),

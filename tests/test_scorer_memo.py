@@ -17,7 +17,8 @@ def requests_for(nq) -> list[PromptRequest]:
     out = []
     for q in questions:
         gold = tuple(nq.corpus[nq.corpus.row(pid)] for pid in q.gold_passage_ids)
-        out += [PromptRequest(q, gold, None, True), PromptRequest(q, ()), PromptRequest(q, (), (), True, "search_query")]
+        out += [PromptRequest(question=q, passages=gold, generate=True), PromptRequest(question=q, passages=()),
+                PromptRequest(question=q, passages=(), answers=(), generate=True, task="search_query")]
     return out
 
 

@@ -341,7 +341,7 @@ def test_search_query_prompt_is_a_separate_versioned_task(tmp_path):
     assert llm._key("generate", q.question, [], llm.config.max_new_tokens) == legacy  # old caches stay valid
     assert llm._key("generate", q.question, [], llm.config.max_new_tokens, "search_query") != legacy
     with pytest.raises(ConfigError, match="unknown prompt task"):
-        llm.run([PromptRequest(q, (), (), True, "poem")])
+        llm.run([PromptRequest(question=q, passages=(), answers=(), generate=True, task="poem")])
 
 
 def test_second_identical_episode_makes_no_llm_call(env, short_dataset):
