@@ -14,7 +14,7 @@ if [ ! -x .venv/bin/python ]; then
     stage "virtual environment (.venv, $("$PYTHON" --version 2>&1))" "$PYTHON" -m venv .venv
 fi
 install_locked .venv
-# ragenv itself, editable; its dependencies and test extras are already in the lock.
+# ragenv itself, editable; its dependencies and test and lint extras (pytest, mypy, ruff) are already in the lock.
 stage "ragenv (editable, --no-deps)" .venv/bin/python -m pip install --no-deps -e .
 stage "pip check" pip_check .venv
 # The leaderboard's browser test drives Debian's chromium through Playwright (never `playwright install`);
