@@ -361,10 +361,11 @@ class FrozenLLM:
             memo[request] = result
 
     def answer_logprob(self, items: Sequence[tuple[Question, Sequence[Passage]]],
-                       answers: Sequence[Sequence[str]] | None = None) -> list[AnswerScore]:
+                       answers: Sequence[Sequence[str]] | None = None) -> list[AnswerScore | None]:
         """Log-prob of each question's answers given its passages; max over aliases (by mean).
 
-        ``answers`` overrides the gold answers per item (e.g. to score the model's own guess).
+        ``answers`` overrides the gold answers per item (e.g. to score the model's own guess); an
+        empty override scores nothing, and that item's result is None.
         """
         requests = [PromptRequest(question=q, passages=tuple(ps),
                                   answers=None if answers is None else tuple(answers[n]))
@@ -376,4 +377,8 @@ class FrozenLLM:
         with ``task="search_query"``."""
         requests = [PromptRequest(question=q, passages=tuple(ps), answers=(), generate=True, task=task)
                     for q, ps in items]
-        return [r.generation for r in self.run(requests)]
+        generations = []
+        for r in self.run(requests):
+            assert r.generation is not None  # every request asked to generate
+            generations.append(r.generation)
+        return generations
