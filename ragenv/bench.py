@@ -129,7 +129,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak_flops(device: str, dtype, n: int = 2048, repeats: int = 5, shape: tuple[int, int, int] | None = None) -> dict:
+def matmul_peak_flops(device: str, dtype, n: int = 2048, repeats: int = 5,
+                      shape: tuple[int, int, int] | None = None) -> dict:
     """FLOP/s of an n x n x n matrix product in ``dtype`` (or an m x k x n ``shape``), best of ``repeats``."""
     import torch
 
@@ -148,7 +149,8 @@ def matmul_peak_flops(device: str, dtype, n: int = 2048, repeats: int = 5, shape
                 torch.matmul(a, b)
             _sync(device)
             best = min(best, (time.perf_counter() - start) / inner)
-    return {"flops": 2 * m * k * n / best, "shape": [m, k, n], "seconds": best, "dtype": str(dtype).replace("torch.", "")}
+    return {"flops": 2 * m * k * n / best, "shape": [m, k, n], "seconds": best,
+            "dtype": str(dtype).replace("torch.", "")}
 
 
 # --------------------------------------------------------------------------- scoring workload
@@ -419,7 +421,8 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
         passes = env_scorer.stats.forward_passes
         repeats = max(1, sizes["warm_steps"] // (2 * sizes["smartrag_episodes"]))
         results["smartrag_env_warm_steps_per_s"], results["smartrag_env_warm_steps_per_cpu_s"] = _best_rate(
-            lambda: sum(run_smartrag_episodes(env, sizes["smartrag_episodes"]) for _ in range(repeats)), sizes["rounds"])
+            lambda: sum(run_smartrag_episodes(env, sizes["smartrag_episodes"]) for _ in range(repeats)),
+            sizes["rounds"])
         results["smartrag_env_warm_forward_passes"] = env_scorer.stats.forward_passes - passes
         env.close()
         del env_scorer
@@ -462,14 +465,17 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
         "results": results,
         "errors": errors,
         "targets": {
-            "scoring_batched_over_single": {"target": TARGET_BATCHED_OVER_SINGLE,
-                                            "pass": results.get("scoring_batched_over_single", 0) >= TARGET_BATCHED_OVER_SINGLE},
+            "scoring_batched_over_single": {
+                "target": TARGET_BATCHED_OVER_SINGLE,
+                "pass": results.get("scoring_batched_over_single", 0) >= TARGET_BATCHED_OVER_SINGLE},
             "scoring_fraction_of_peak": {"target": TARGET_FRACTION_OF_PEAK,
                                          "pass": results.get("scoring_fraction_of_peak", 0) >= TARGET_FRACTION_OF_PEAK},
-            "retrieval_env_warm_steps_per_s": {"target": TARGET_WARM_STEPS_PER_S,
-                                               "pass": results.get("retrieval_env_warm_steps_per_s", 0) >= TARGET_WARM_STEPS_PER_S},
-            "smartrag_env_warm_steps_per_s": {"target": TARGET_WARM_STEPS_PER_S,
-                                              "pass": results.get("smartrag_env_warm_steps_per_s", 0) >= TARGET_WARM_STEPS_PER_S},
+            "retrieval_env_warm_steps_per_s": {
+                "target": TARGET_WARM_STEPS_PER_S,
+                "pass": results.get("retrieval_env_warm_steps_per_s", 0) >= TARGET_WARM_STEPS_PER_S},
+            "smartrag_env_warm_steps_per_s": {
+                "target": TARGET_WARM_STEPS_PER_S,
+                "pass": results.get("smartrag_env_warm_steps_per_s", 0) >= TARGET_WARM_STEPS_PER_S},
         },
         "seconds": time.perf_counter() - started,
     }

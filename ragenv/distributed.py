@@ -74,7 +74,8 @@ def make_env(job: PrecomputeJob, cache: RewardCache | str | os.PathLike | None =
     if cache is not None and not isinstance(cache, RewardCache):
         cache = RewardCache(cache)
     env = gym.make(job.env, dataset=job.dataset, split=job.split, limit=job.limit, llm=job.llm,
-                   dtype=job.dtype, device=job.device, data_dir=job.data_dir, features=False, cache=cache, **job.env_options)
+                   dtype=job.dtype, device=job.device, data_dir=job.data_dir, features=False, cache=cache,
+                   **job.env_options)
     return env.unwrapped
 
 

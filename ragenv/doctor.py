@@ -32,7 +32,10 @@ def default_lock_path() -> Path | None:
 
 
 def normalize_name(name: str) -> str:
-    """A package name as PEP 503 compares them: ``PyYAML`` is ``pyyaml``, ``typing_extensions`` is ``typing-extensions``."""
+    """A package name as PEP 503 compares them.
+
+    ``PyYAML`` is ``pyyaml``, and ``typing_extensions`` is ``typing-extensions``.
+    """
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -173,7 +176,8 @@ def render(report: DoctorReport) -> list[str]:
     python = f"python {report.python}"
     if report.lock_python is not None:
         same = report.python.split(".")[:2] == report.lock_python.split(".")[:2]
-        python += f" (the lock was made on {report.lock_python}{'' if same else ': a different Python, wheels may differ'})"
+        differs = "" if same else ": a different Python, wheels may differ"
+        python += f" (the lock was made on {report.lock_python}{differs})"
     lines.append(python)
     lines.append(f"{len(report.matches)} of {len(report.checks)} match")
     for c in report.local_matches:

@@ -65,8 +65,9 @@ def make_env(config: EvalConfig, features: bool | None = None) -> gym.Env:
     return gym.make(config.env, **common, features=features, **config.env_options)
 
 
-def env_options_for(env_id: str, *, k: int | None = None, reward: str | None = None, cost_per_passage: float | None = None,
-                    alpha: float | None = None, max_retrievals: int | None = None) -> dict:
+def env_options_for(env_id: str, *, k: int | None = None, reward: str | None = None,
+                    cost_per_passage: float | None = None, alpha: float | None = None,
+                    max_retrievals: int | None = None) -> dict:
     """Environment keyword arguments from CLI-style options (None = the environment's default).
 
     ``k`` is the passages per question (RAGRetrieval-v0) or per retrieval (SmartRAG-v0's ``top_n``).
@@ -76,7 +77,8 @@ def env_options_for(env_id: str, *, k: int | None = None, reward: str | None = N
     family = env_family(env_id)
     if family == "retrieval":
         if alpha is not None or max_retrievals is not None:
-            raise ConfigError(f"--alpha and --max-retrievals apply to SmartRAG-v0, not {env_id}; use --cost-per-passage")
+            raise ConfigError(f"--alpha and --max-retrievals apply to SmartRAG-v0, not {env_id}; "
+                              "use --cost-per-passage")
         given = {"k": k, "reward": reward, "cost_per_passage": cost_per_passage}
     else:
         if cost_per_passage is not None:
@@ -254,7 +256,8 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
         "agent": config.agent,
         "dataset": config.dataset,
         "split": config.split,
-        "dataset_fingerprint": base.dataset.split_fingerprint(config.split),  # question ids + corpus (submissions check it)
+        # question ids + corpus (submissions check it)
+        "dataset_fingerprint": base.dataset.split_fingerprint(config.split),
         "llm": config.llm,
         "llm_fingerprint": base.scorer.fingerprint,
         "prompt_version": base.scorer.describe()["prompt_version"],

@@ -99,7 +99,8 @@ class RewardCache:
                     side = Path(str(self.path) + suffix)
                     if side.exists():
                         os.replace(side, Path(str(aside) + suffix))
-                warnings.warn(f"reward cache {self.path} is unusable ({problem}); moved it to {aside} and started a new one")
+                warnings.warn(f"reward cache {self.path} is unusable ({problem}); "
+                              f"moved it to {aside} and started a new one")
         conn = self._connect()
         try:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -160,7 +161,8 @@ class RewardCache:
 
     def put_many(self, entries: Iterable[CacheEntry]) -> None:
         """Write a batch in one transaction (all or nothing)."""
-        rows = [(e.key, e.kind, e.model, e.question_id, e.passage_ids, json.dumps(e.value), time.time()) for e in entries]
+        rows = [(e.key, e.kind, e.model, e.question_id, e.passage_ids, json.dumps(e.value), time.time())
+                for e in entries]
         if not rows:
             return
         self._conn.execute("BEGIN IMMEDIATE")

