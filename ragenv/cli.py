@@ -20,7 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Gymnasium environments for RL on retrieval-augmented generation.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: counts and checks.")
 cache_app = typer.Typer(no_args_is_help=True, help="The reward cache: where it is, how big, whether it is sound.")
-leaderboard_app = typer.Typer(no_args_is_help=True, help="Leaderboard: replay-score submissions, the schema, entries, the page.")
+leaderboard_app = typer.Typer(no_args_is_help=True,
+                              help="Leaderboard: replay-score submissions, the schema, entries, the page.")
 app.add_typer(data_app, name="data")
 app.add_typer(cache_app, name="cache")
 app.add_typer(leaderboard_app, name="leaderboard")
@@ -36,8 +37,9 @@ DEMO_AGENTS = ("oracle", "bm25", "dense", "closed-book", "random")
 
 def dtype_option(default: str | None = "float32"):
     """``--dtype``: the frozen LLM's precision (float32 is the canonical setting every version is defined in)."""
-    return typer.Option(default, help="The frozen LLM's precision: float32 (canonical, the default) or bfloat16/float16 "
-                                      "(opt-in, faster on CPUs with native bf16; results are marked non-canonical).")
+    return typer.Option(default, help="The frozen LLM's precision: float32 (canonical, the default) or "
+                                      "bfloat16/float16 (opt-in, faster on CPUs with native bf16; results are marked "
+                                      "non-canonical).")
 
 
 def device_option():
@@ -71,11 +73,14 @@ def evaluate(
     dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
     split: str = typer.Option("test", help="train, dev, test, or all."),
     limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
-    llm: str = typer.Option("gemma-3-270m", help="gemma-3-270m, smollm2-135m, a .gguf file, a model folder or a HF id."),
-    k: Optional[int] = typer.Option(None, help="Passages per question (RAGRetrieval-v0) or per retrieval (SmartRAG-v0); default 3."),
-    reward: Optional[str] = typer.Option(None, help="RAGRetrieval-v0: logprob, logprob_gain (default), em, f1, accuracy; "
-                                               "SmartRAG-v0: em_f1 (default) or accuracy."),
-    cost_per_passage: Optional[float] = typer.Option(None, help="RAGRetrieval-v0: reward cost per passage used (default 0.02)."),
+    llm: str = typer.Option(
+        "gemma-3-270m", help="gemma-3-270m, smollm2-135m, a .gguf file, a model folder or a HF id."),
+    k: Optional[int] = typer.Option(
+        None, help="Passages per question (RAGRetrieval-v0) or per retrieval (SmartRAG-v0); default 3."),
+    reward: Optional[str] = typer.Option(None, help="RAGRetrieval-v0: logprob, logprob_gain (default), em, f1, "
+                                                    "accuracy; SmartRAG-v0: em_f1 (default) or accuracy."),
+    cost_per_passage: Optional[float] = typer.Option(
+        None, help="RAGRetrieval-v0: reward cost per passage used (default 0.02)."),
     alpha: Optional[float] = typer.Option(None, help="SmartRAG-v0: reward cost per retrieval (default 0.2)."),
     max_retrievals: Optional[int] = typer.Option(None, help="SmartRAG-v0: retrieval quota per question (default 1)."),
     seed: int = typer.Option(0, help="Seed for stochastic agents."),
@@ -86,8 +91,8 @@ def evaluate(
     authors: Optional[str] = typer.Option(None, help="Submission: comma-separated authors."),
     description: Optional[str] = typer.Option(None, help="Submission: what the agent does."),
     url: Optional[str] = typer.Option(None, help="Submission: paper or code URL (shown as text)."),
-    batch_size: int = typer.Option(16, min=1, help="Questions per frozen-LLM batch; each finished batch is journaled, so a "
-                                            "killed run resumes from there."),
+    batch_size: int = typer.Option(16, min=1, help="Questions per frozen-LLM batch; each finished batch is journaled, "
+                                                   "so a killed run resumes from there."),
     dtype: str = dtype_option(),
     device: str = device_option(),
 ):
@@ -130,7 +135,8 @@ def demo(
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
     dtype: str = dtype_option(),
     device: str = device_option(),
-    output_dir: Optional[str] = typer.Option(None, help="Also write each agent's result JSON (AGENT.json) into this folder."),
+    output_dir: Optional[str] = typer.Option(
+        None, help="Also write each agent's result JSON (AGENT.json) into this folder."),
 ):
     """Compare the baselines on a slice of nq test with the default LLM.
 
@@ -173,14 +179,17 @@ def precompute(
     split: str = typer.Option("train", help="train, dev, test, or all."),
     limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
-    k: Optional[int] = typer.Option(None, help="Passages per retrieval (SmartRAG-v0) or per question (RAGRetrieval-v0); default 3."),
-    max_retrievals: Optional[int] = typer.Option(None, help="Retrieval quota per question (default 1): states to cover."),
+    k: Optional[int] = typer.Option(
+        None, help="Passages per retrieval (SmartRAG-v0) or per question (RAGRetrieval-v0); default 3."),
+    max_retrievals: Optional[int] = typer.Option(
+        None, help="Retrieval quota per question (default 1): states to cover."),
     batch_size: int = typer.Option(16, min=1, help="Questions per batch (each batch is saved as it finishes)."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
-    ray: bool = typer.Option(False, "--ray", help="Compute shards of the questions as Ray tasks, each into a private cache, "
-                                                  "and merge them into the cache (pip install 'ragenv[ray]')."),
-    ray_address: Optional[str] = typer.Option(None, help="With --ray: the cluster to join (`ray start --head` prints it; "
-                                                         "'auto' finds a local one). Default: a private local Ray instance."),
+    ray: bool = typer.Option(False, "--ray", help="Compute shards of the questions as Ray tasks, each into a private "
+                                                  "cache, and merge them into the cache (pip install 'ragenv[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, help="With --ray: the cluster to join (`ray start --head` prints "
+                                                         "it; 'auto' finds a local one). Default: a private local Ray "
+                                                         "instance."),
     workers: Optional[int] = typer.Option(None, min=1, help="With --ray: shards to cut (default: the cluster's CPUs)."),
     single_passages: bool = typer.Option(False, "--single-passages", help="RAGRetrieval-v0: also score each of the 20 "
                                          "BM25 candidates alone: R3's feedback for its bm25s first stage (the "
@@ -208,14 +217,16 @@ def precompute(
     if ray or ray_address:
         report = ray_precompute(job, address=ray_address, workers=workers, log=console.print)
         console.print(f"precomputed {report['questions']} questions x {report['states_per_question']} states of {env} "
-                      f"({dataset}/{split}, {llm}) in {report['shards']} Ray shards: {report['llm_sequences_computed']} "
-                      f"LLM sequences computed, {report['entries_added']} new cache entries merged, "
+                      f"({dataset}/{split}, {llm}) in {report['shards']} Ray shards: "
+                      f"{report['llm_sequences_computed']} LLM sequences computed, "
+                      f"{report['entries_added']} new cache entries merged, "
                       f"{time.perf_counter() - started:.1f} s; cache {report['cache']}")
         return
     base = make_env(job)
     from ragenv.journal import RunJournal
 
-    journal = RunJournal("precompute", {"env": env, "options": {**base.env_options, **job.precompute_options}, "llm_fingerprint": base.scorer.cache_fingerprint,
+    journal = RunJournal("precompute", {"env": env, "options": {**base.env_options, **job.precompute_options},
+                                        "llm_fingerprint": base.scorer.cache_fingerprint,
                                         "dataset_fingerprint": base.dataset.split_fingerprint(split), "limit": limit,
                                         "cache": str(base.scorer.cache.path)})
     finished = {qid for r in journal.load() for qid in r["precomputed"]}
@@ -230,7 +241,8 @@ def precompute(
     work = base.scorer.stats
     console.print(f"precomputed {report['questions']} questions x {report['states_per_question']} states of {env} "
                   f"({dataset}/{split}, {llm}): {report['llm_sequences_computed']} LLM sequences computed, "
-                  f"{work.model_loads} model loads, {time.perf_counter() - started:.1f} s; cache {base.scorer.cache.path}")
+                  f"{work.model_loads} model loads, {time.perf_counter() - started:.1f} s; "
+                  f"cache {base.scorer.cache.path}")
 
 
 @train_app.command("ppo")
@@ -241,12 +253,14 @@ def train_ppo(
     split: str = typer.Option("train", help="Split to train on."),
     limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
-    steps: Optional[int] = typer.Option(None, help="Environment steps to train for (default: PPOConfig.total_timesteps)."),
+    steps: Optional[int] = typer.Option(
+        None, help="Environment steps to train for (default: PPOConfig.total_timesteps)."),
     alpha: float = typer.Option(0.2, help="Reward cost per retrieval."),
     max_retrievals: int = typer.Option(1, help="Retrieval quota per question."),
     seed: int = typer.Option(0, help="Seed of the policy and of the question draws."),
     observation_keys: Optional[str] = typer.Option(
-        None, help="Comma-separated SmartRAG-v0 observation keys the policy reads (default: PPOConfig.observation_keys)."),
+        None, help="Comma-separated SmartRAG-v0 observation keys the policy reads "
+                   "(default: PPOConfig.observation_keys)."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
     dtype: str = dtype_option(),
@@ -277,13 +291,16 @@ def train_ppo(
     base = cast("SmartRAGEnv", environment.unwrapped)  # the smartrag family (checked above): SmartRAG-v0
     observation_shapes(base.observation_space, config.observation_keys)  # an unknown key fails before any LLM work
     report = base.precompute(progress=True)
-    console.print(f"cache ready: {report['questions']} questions, {report['llm_sequences_computed']} LLM sequences computed")
+    console.print(f"cache ready: {report['questions']} questions, "
+                  f"{report['llm_sequences_computed']} LLM sequences computed")
     agent = PPOAgent.train(environment, config, output, progress=True, resume=not overwrite, log=console.print)
     info = agent.metadata["training"]
     console.print(f"trained {info['timesteps']} steps ({info['episodes']} episodes) in {info['seconds']:.1f} s, "
-                  f"{info['steps_per_second']:.0f} steps/s; mean return of the last fifth {info['mean_return_last_fifth']:.3f}")
+                  f"{info['steps_per_second']:.0f} steps/s; "
+                  f"mean return of the last fifth {info['mean_return_last_fifth']:.3f}")
     console.print(f"saved {output} (TensorBoard: tensorboard --logdir {output}); evaluate with: "
-                  f"ragenv evaluate --env {env} --agent ppo:{output} --dataset {dataset} --split test --llm {llm} --alpha {alpha:g}")
+                  f"ragenv evaluate --env {env} --agent ppo:{output} --dataset {dataset} --split test --llm {llm} "
+                  f"--alpha {alpha:g}")
 
 
 @train_app.command("r3")
@@ -293,20 +310,27 @@ def train_r3(
     split: str = typer.Option("train", help="Split to train on."),
     limit: Optional[int] = typer.Option(200, help="Only the first N questions of the split (default 200; 0 = all)."),
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM whose feedback trains the retriever."),
-    first_stage: str = typer.Option("bm25s+dense", help="bm25s, pyserini, bm25s+dense (both frozen, union), bag-of-tokens (SiDR) or dense-reindex (ablation)."),
+    first_stage: str = typer.Option("bm25s+dense", help="bm25s, pyserini, bm25s+dense (both frozen, union), "
+                                                        "bag-of-tokens (SiDR) or dense-reindex (ablation)."),
     epochs: Optional[int] = typer.Option(None, help="Passes over the questions (default: R3Config.epochs)."),
     batch_size: Optional[int] = typer.Option(None, help="Questions per step (default: R3Config.batch_size)."),
     learning_rate: Optional[float] = typer.Option(None, help="AdamW learning rate (default: R3Config.learning_rate)."),
     candidates: Optional[int] = typer.Option(None, help="m: first-stage candidates re-ranked live (default 20)."),
-    reindex_every: Optional[int] = typer.Option(None, help="dense-reindex: steps between full re-encodes (0: each epoch)."),
-    positives: Optional[int] = typer.Option(None, help="Positives per question and step, each its own InfoNCE row (0: all; default: R3Config.positives)."),
-    hard_negatives: Optional[int] = typer.Option(None, help="Hard negatives per question: those the current model ranks highest (default: R3Config.hard_negatives)."),
-    listwise_weight: Optional[float] = typer.Option(None, help="Weight of the listwise KL term added to InfoNCE: the live top-L "
-                                                    "candidates pulled towards the LLM's softmax over them (0: off; default: R3Config.listwise_weight)."),
-    positive_window: Optional[float] = typer.Option(None, help="T+ is at least the best candidate's single-passage log-prob "
-                                                    "minus this many nats: positives are the LLM's clear favourites (default: R3Config.positive_window)."),
-    threshold_margin: Optional[float] = typer.Option(None, help="T+ is at least the closed-book log-prob plus this margin "
-                                                     "(nats per answer token; default: R3Config.threshold_margin)."),
+    reindex_every: Optional[int] = typer.Option(
+        None, help="dense-reindex: steps between full re-encodes (0: each epoch)."),
+    positives: Optional[int] = typer.Option(
+        None, help="Positives per question and step, each its own InfoNCE row (0: all; default: R3Config.positives)."),
+    hard_negatives: Optional[int] = typer.Option(None, help="Hard negatives per question: those the current model "
+                                                            "ranks highest (default: R3Config.hard_negatives)."),
+    listwise_weight: Optional[float] = typer.Option(None, help="Weight of the listwise KL term added to InfoNCE: the "
+                                                    "live top-L candidates pulled towards the LLM's softmax over them "
+                                                    "(0: off; default: R3Config.listwise_weight)."),
+    positive_window: Optional[float] = typer.Option(None, help="T+ is at least the best candidate's single-passage "
+                                                    "log-prob minus this many nats: positives are the LLM's clear "
+                                                    "favourites (default: R3Config.positive_window)."),
+    threshold_margin: Optional[float] = typer.Option(None, help="T+ is at least the closed-book log-prob plus this "
+                                                     "margin (nats per answer token; default: "
+                                                     "R3Config.threshold_margin)."),
     seed: int = typer.Option(0, help="Seed of the question order and positive draws."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
@@ -328,9 +352,11 @@ def train_r3(
                  "num_candidates": candidates, "reindex_every": reindex_every, "positives": positives,
                  "hard_negatives": hard_negatives, "listwise_weight": listwise_weight,
                  "positive_window": positive_window, "threshold_margin": threshold_margin}
-    config = replace(R3Config(first_stage=first_stage, seed=seed), **{k: v for k, v in overrides.items() if v is not None})
+    config = replace(R3Config(first_stage=first_stage, seed=seed),
+                     **{k: v for k, v in overrides.items() if v is not None})
     environment = gym.make("RAGRetrieval-v0", dataset=dataset, split=split, limit=limit or None, llm=llm,
-                           dtype=dtype, device=device, data_dir=data_dir, features=False, k=config.k, num_candidates=config.num_candidates)
+                           dtype=dtype, device=device, data_dir=data_dir, features=False, k=config.k,
+                           num_candidates=config.num_candidates)
     agent = train(environment, config, output, progress=True, resume=not overwrite, log=console.print)
     info = agent.metadata["training"]
     console.print(f"trained {info['steps']} steps over {info['questions']} questions in {info['seconds']:.1f} s "
@@ -352,7 +378,8 @@ def smartrag_alpha_sweep(
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
     steps: Optional[int] = typer.Option(None, help="PPO steps per alpha (default: PPOConfig.total_timesteps)."),
     alphas: str = typer.Option("0,0.1,0.2,0.5", help="Comma-separated retrieval costs."),
-    workdir: Optional[str] = typer.Option(None, help="Folder for the agents and evaluations (default: next to the PNG)."),
+    workdir: Optional[str] = typer.Option(
+        None, help="Folder for the agents and evaluations (default: next to the PNG)."),
     seed: int = typer.Option(0, help="Seed of each policy."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
     dtype: str = dtype_option(),
@@ -388,7 +415,8 @@ def smartrag_alpha_sweep(
 
 @app.command()
 def compare(
-    files: list[str] = typer.Argument(..., help="Result JSON files written by `ragenv evaluate --output`, or leaderboard entries."),
+    files: list[str] = typer.Argument(
+        ..., help="Result JSON files written by `ragenv evaluate --output`, or leaderboard entries."),
     markdown: bool = typer.Option(False, help="Print a Markdown table (as in the README) instead of a rich one."),
     baseline: Optional[str] = typer.Option(None, help="Agent to compare with: adds each agent's mean reward difference "
                                                       "and its paired bootstrap 95% confidence interval."),
@@ -457,7 +485,8 @@ def agents(env: str = typer.Option("RAGRetrieval-v0", help="Environment id.")):
 
 
 @app.command()
-def doctor(lock: Optional[str] = typer.Option(None, help="Lock file to compare with (default: the checkout's requirements.lock).")):
+def doctor(lock: Optional[str] = typer.Option(
+        None, help="Lock file to compare with (default: the checkout's requirements.lock).")):
     """Check this install against the lock file, and show the machine's numeric path (exit 1 on a mismatch)."""
     from pathlib import Path
 
@@ -473,7 +502,8 @@ def doctor(lock: Optional[str] = typer.Option(None, help="Lock file to compare w
                   f"transformers {record['transformers']}, numpy {record['numpy']}", highlight=False)
     bf16 = ("native bf16: the opt-in --dtype bfloat16 is about 2x faster here" if cpu_has_fast_bf16()
             else "no native bf16: keep float32 (bfloat16 is about 100x slower here)")
-    console.print(f"CPU {cpu_model()}, kernels {cpu_isa()}; {bf16}; canonical setting {CANONICAL_DTYPE}", highlight=False)
+    console.print(f"CPU {cpu_model()}, kernels {cpu_isa()}; {bf16}; canonical setting {CANONICAL_DTYPE}",
+                  highlight=False)
     if not report.ok:
         differ = len(report.mismatches) + len(report.missing)
         raise RagenvError(f"{differ} installed package(s) differ from {report.lock_path}: run scripts/setup.sh")
@@ -514,14 +544,16 @@ def cache_check():
     for name, count in report["by_kind_and_model"].items():
         console.print(f"  {name}: {count:,}")
     if report["integrity"] != "ok" or report["unreadable_values"]:
-        raise RagenvError(f"reward cache is damaged ({report['integrity']}, {report['unreadable_values']} unreadable values)")
+        raise RagenvError(f"reward cache is damaged ({report['integrity']}, "
+                          f"{report['unreadable_values']} unreadable values)")
 
 
 @leaderboard_app.command("evaluate")
 def leaderboard_evaluate(
     file: str = typer.Argument(..., help="The submission JSON file."),
     output: Optional[str] = typer.Option(None, help="Write the scored entry JSON here."),
-    allow_local: bool = typer.Option(False, help="Accept a local dataset folder or model file named by the submission."),
+    allow_local: bool = typer.Option(
+        False, help="Accept a local dataset folder or model file named by the submission."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
     dtype: Optional[str] = dtype_option(None),
     device: str = device_option(),
@@ -537,7 +569,8 @@ def leaderboard_evaluate(
     scored = score_file(file, allow_local=allow_local, data_dir=data_dir, dtype=dtype, device=device)
     from rich.markup import escape
 
-    row = {"agent": escape(scored["metadata"]["name"]), "metrics": {**scored["metrics"], "seconds": scored["replay"]["seconds"]}}
+    row = {"agent": escape(scored["metadata"]["name"]),
+           "metrics": {**scored["metrics"], "seconds": scored["replay"]["seconds"]}}
     d = scored["dataset"]
     console.print(_results_table(f"replayed {scored['env_id']} | {d['name']}/{d['split']} | n={scored['n']} | "
                                  f"{scored['llm']['name']}", [row], scored["env_options"]["k"]))
@@ -549,7 +582,8 @@ def leaderboard_evaluate(
 
 @leaderboard_app.command("schema")
 def leaderboard_schema(
-    out: Optional[str] = typer.Option(None, help="Where to write it (default: leaderboard/schema/submission.schema.json)."),
+    out: Optional[str] = typer.Option(
+        None, help="Where to write it (default: leaderboard/schema/submission.schema.json)."),
     check: bool = typer.Option(False, help="Only check that the file is current; exit 1 if not."),
 ):
     """Write the submission JSON Schema generated from the pydantic models."""
@@ -573,7 +607,8 @@ def leaderboard_regenerate(
     split: str = typer.Option("test", help="Split to evaluate."),
     limit: Optional[int] = typer.Option(100, help="First N questions of the split (0: all)."),
     llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
-    out: Optional[str] = typer.Option(None, help="Folder for submissions/ and entries/ (default: the leaderboard package)."),
+    out: Optional[str] = typer.Option(
+        None, help="Folder for submissions/ and entries/ (default: the leaderboard package)."),
     site: Optional[str] = typer.Option(None, help="Folder for the page (default: <out>/site)."),
     allow_local: bool = typer.Option(False, help="Allow a local dataset folder or model file."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
@@ -584,7 +619,8 @@ def leaderboard_regenerate(
     from ragenv.leaderboard.entries import LEADERBOARD_DIR, regenerate
 
     regenerate([a.strip() for a in agents.split(",") if a.strip()], dataset=dataset, split=split, limit=limit or None,
-               llm=llm, dtype=dtype, device=device, out_dir=out or LEADERBOARD_DIR, site_dir=site, data_dir=data_dir, allow_local=allow_local,
+               llm=llm, dtype=dtype, device=device, out_dir=out or LEADERBOARD_DIR, site_dir=site, data_dir=data_dir,
+               allow_local=allow_local,
                log=lambda message: console.print(message, soft_wrap=True, highlight=False))
 
 
@@ -602,9 +638,12 @@ def leaderboard_build(
 
 @app.command()
 def bench(
-    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM to measure (gemma-3-270m, smollm2-135m, a .gguf file, ...)."),
-    output: Optional[str] = typer.Option(None, help="Also write the figures and the machine's description as JSON here."),
-    quick: bool = typer.Option(False, "--quick", help="Small workloads: a smoke run in about a minute, noisier figures."),
+    llm: str = typer.Option(
+        "gemma-3-270m", help="The frozen LLM to measure (gemma-3-270m, smollm2-135m, a .gguf file, ...)."),
+    output: Optional[str] = typer.Option(
+        None, help="Also write the figures and the machine's description as JSON here."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Small workloads: a smoke run in about a minute, noisier figures."),
     dataset: str = typer.Option("nq", help="Questions and corpus the workloads come from."),
     split: str = typer.Option("test", help="Split the questions come from."),
     device: str = device_option(),
@@ -649,7 +688,8 @@ def main() -> None:
             sys.exit(1)
         if os.environ.get("RAGENV_DEBUG"):
             raise
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (set RAGENV_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+                          "(set RAGENV_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
