@@ -1,12 +1,14 @@
 """The frozen-LLM scorer against plain transformers calls, its cache, and model-name handling."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
 from ragenv.data import Passage, Question
 from ragenv.errors import ConfigError
-from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest, resolve_model_source, truncate_words
+from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest, make_llm_config, resolve_model_source, truncate_words
 from ragenv.reward_cache import RewardCache
 from tests.conftest import TEST_LLM
 
@@ -107,3 +109,45 @@ def test_identical_requests_in_one_call_are_computed_once(nq, tmp_path):
     assert llm.stats.scored_sequences == 2 * len(q.answers)  # the first two share one computation
     assert results[0].score == results[1].score and not results[0].score.cached
 
+
+@pytest.mark.parametrize("env_id", ["RAGRetrieval-v0", "SmartRAG-v0"])
+def test_gym_make_refuses_a_misspelled_llm_at_once(env_id):
+    """The name is checked before any data is read (the folder below does not exist), naming the known models."""
+    import gymnasium as gym
+
+    import ragenv  # noqa: F401
+
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="unknown LLM 'gemma-3-27om': use one of gemma-3-270m, smollm2-135m"):
+        gym.make(env_id, dataset="/nonexistent/folder", llm="gemma-3-27om")
+    assert time.monotonic() - start < 5
+
+
+def test_an_uncached_hub_id_fails_at_once_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE.*gemma-3-270m, smollm2-135m"):
+        make_llm_config("google/gemma-3-27om")
+    assert time.monotonic() - start < 5
+
+
+def test_an_uncached_hub_id_fails_at_once_without_a_network(monkeypatch):
+    """No offline flag, but the Hub cannot be reached: one look-up, no retries, and a message that says why."""
+    from huggingface_hub import constants
+
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="cannot be reached.*gemma-3-270m, smollm2-135m.*HF_HUB_OFFLINE=1"):
+        make_llm_config("google/gemma-3-27om")
+    assert time.monotonic() - start < 5
+
+
+def test_known_names_and_local_models_pass_the_make_time_check(tmp_path):
+    assert make_llm_config("smollm2-135m").name == "smollm2-135m"
+    (tmp_path / "config.json").write_text("{}")
+    assert make_llm_config(str(tmp_path)).name == str(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_llm_config(str(tmp_path / "missing.gguf"))

