@@ -22,7 +22,6 @@ import argparse
 
 import gymnasium as gym
 import numpy as np
-from ragenv.envs.smartrag import QUERY_OPTIONS
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
@@ -30,6 +29,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import ragenv  # noqa: F401  (registers the environments)
+from ragenv.envs.smartrag import QUERY_OPTIONS
 
 KEY_SETS = {
     "scores (PPO default)": ("query_scores",),

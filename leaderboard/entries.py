@@ -19,8 +19,8 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragenv.errors import RagenvError, SubmissionError
-from ragenv.numerics import CANONICAL_DTYPE
 from ragenv.leaderboard.submission import DatasetRef, LLMRef, Metadata, submission_from_result, write_submission
+from ragenv.numerics import CANONICAL_DTYPE
 
 LEADERBOARD_DIR = Path(__file__).resolve().parent
 ENTRIES_DIR = LEADERBOARD_DIR / "entries"

@@ -31,10 +31,16 @@ import gymnasium as gym
 import numpy as np
 
 from ragenv.errors import ConfigError, RagenvError, SubmissionError
-from ragenv.numerics import CANONICAL_DTYPE
 from ragenv.leaderboard.submission import (
-    REPLAYABLE_ENVS, RetrievalEnvOptions, RetrievalSubmission, SmartRAGSubmission, _show, read_submission, to_json,
+    REPLAYABLE_ENVS,
+    RetrievalEnvOptions,
+    RetrievalSubmission,
+    SmartRAGSubmission,
+    _show,
+    read_submission,
+    to_json,
 )
+from ragenv.numerics import CANONICAL_DTYPE
 
 ENTRY_FORMAT = 2  # 2: numerics (the replay's setting) and provenance
 TELEMETRY = ("seconds", "cache_hit_rate")  # facts about a run, not about the agent: kept out of entry metrics

@@ -100,7 +100,8 @@ def evaluate(
 
     A killed run resumes: rerun the same command and it reuses what the first attempt finished.
     """
-    from ragenv.evaluate import EvalConfig, env_options_for, evaluate as run, write_json
+    from ragenv.evaluate import EvalConfig, env_options_for, write_json
+    from ragenv.evaluate import evaluate as run
 
     options = env_options_for(env, k=k, reward=reward, cost_per_passage=cost_per_passage, alpha=alpha,
                               max_retrievals=max_retrievals)
@@ -147,7 +148,8 @@ def demo(
     from pathlib import Path
 
     from ragenv.encoder import Encoder
-    from ragenv.evaluate import EvalConfig, evaluate as run, make_env, write_json
+    from ragenv.evaluate import EvalConfig, make_env, write_json
+    from ragenv.evaluate import evaluate as run
     from ragenv.index.dense import DenseIndex
     from ragenv.registry import check_agent_name
 

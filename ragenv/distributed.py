@@ -166,10 +166,9 @@ def ray_precompute(job: PrecomputeJob, *, address: str | None = None, workers: i
         fields = asdict(job)
         pending = {task.remote(fields, shard): n for n, shard in enumerate(shards)}
         reports, merged, clock = [], 0, time.perf_counter()
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from ragenv.progress import progress_bar
 
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, disable=not progress, transient=True) as bar:
+        with progress_bar(disable=not progress, elapsed=True) as bar:
             bar_task = bar.add_task(f"{job.env} precompute on Ray (shards)", total=len(shards))
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

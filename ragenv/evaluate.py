@@ -13,7 +13,6 @@ provides each episode's record (``info["episode_record"]`` at termination).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import gymnasium as gym
 import numpy as np
 
+from ragenv.atomic import atomic_write_json
 from ragenv.errors import ConfigError, RagenvError
 from ragenv.metrics import ir_metrics
 from ragenv.numerics import CANONICAL_DTYPE
@@ -286,8 +286,4 @@ def _resumed_questions(resumed: list[dict]) -> int:
 
 def write_json(document: dict, path: str | Path) -> None:
     """Write atomically: a crash never leaves half a result file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1, ensure_ascii=False, allow_nan=True))
-    tmp.replace(path)
+    atomic_write_json(path, document)

@@ -60,7 +60,7 @@ def ir_metrics(runs: Mapping[str, Sequence[str]], qrels: Mapping[str, Sequence[s
     Questions without gold passages are left out, as TREC tools do.
     """
     import ir_measures
-    from ir_measures import RR, Success, nDCG, R
+    from ir_measures import RR, R, Success, nDCG
 
     judged = {q: g for q, g in qrels.items() if g}
     if not judged:

@@ -36,7 +36,11 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 
 from ragenv.errors import SubmissionError  # noqa: E402
 from ragenv.leaderboard.submission import (  # noqa: E402
-    MAX_ACTIONS, MAX_JSON_DEPTH, parse_submission, read_submission, to_json,
+    MAX_ACTIONS,
+    MAX_JSON_DEPTH,
+    parse_submission,
+    read_submission,
+    to_json,
 )
 
 SEED_DIR = REPO / "leaderboard" / "submissions"

@@ -15,7 +15,6 @@ from ragenv.data import Corpus
 from ragenv.encoder import Encoder, EncoderConfig
 from ragenv.index.base import Index, build_once, index_path, top_k_by_score
 
-
 FORMAT = 2  # bump when the stored embeddings change meaning (2: unit length in float32)
 
 
