@@ -15,6 +15,8 @@ from ragenv.llm import FrozenLLM, LLMConfig, build_prompt
 from ragenv.llm.models import model_fingerprint
 from ragenv.llm.prompts import cache_fingerprint, prompt_key
 
+pytestmark = pytest.mark.unit  # model-free: the fast tier
+
 FINGERPRINT = "fixed-cache-fingerprint"  # stands for a model: the key formula alone is pinned
 GEMMA_GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # its package's EXPECTED_SHA256
 QUESTION = "who wrote hamlet?"

@@ -110,6 +110,7 @@ def test_identical_requests_in_one_call_are_computed_once(nq, tmp_path):
     assert results[0].score == results[1].score and not results[0].score.cached
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("env_id", ["RAGRetrieval-v0", "SmartRAG-v0"])
 def test_gym_make_refuses_a_misspelled_llm_at_once(env_id):
     """The name is checked before any data is read (the folder below does not exist), naming the known models."""
@@ -123,6 +124,7 @@ def test_gym_make_refuses_a_misspelled_llm_at_once(env_id):
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.unit
 def test_an_uncached_hub_id_fails_at_once_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
@@ -131,6 +133,7 @@ def test_an_uncached_hub_id_fails_at_once_offline(monkeypatch):
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.unit
 def test_an_uncached_hub_id_fails_at_once_without_a_network(monkeypatch):
     """No offline flag, but the Hub cannot be reached: one look-up, no retries, and a message that says why."""
     from huggingface_hub import constants
@@ -145,6 +148,7 @@ def test_an_uncached_hub_id_fails_at_once_without_a_network(monkeypatch):
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.unit
 def test_known_names_and_local_models_pass_the_make_time_check(tmp_path):
     assert make_llm_config("smollm2-135m").name == "smollm2-135m"
     (tmp_path / "config.json").write_text("{}")
