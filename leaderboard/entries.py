@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ragenv.errors import RagenvError, SubmissionError
 from ragenv.leaderboard.submission import DatasetRef, LLMRef, Metadata, submission_from_result, write_submission
 from ragenv.numerics import CANONICAL_DTYPE
+from ragenv.spec import DEFAULT_DATASET, DEFAULT_LLM
 
 LEADERBOARD_DIR = Path(__file__).resolve().parent
 ENTRIES_DIR = LEADERBOARD_DIR / "entries"
@@ -28,7 +29,7 @@ SUBMISSIONS_DIR = LEADERBOARD_DIR / "submissions"
 SITE_DIR = LEADERBOARD_DIR / "site"
 BASELINES = ("bm25", "bm25s", "dense", "closed-book", "oracle", "random")
 # The README's setting: RAGRetrieval-v0, nq test, first 100 questions, Gemma 3 270M.
-DEFAULT_SETTING = {"dataset": "nq", "split": "test", "limit": 100, "llm": "gemma-3-270m"}
+DEFAULT_SETTING = {"dataset": DEFAULT_DATASET, "split": "test", "limit": 100, "llm": DEFAULT_LLM}
 MAX_ENTRY_BYTES = 50 * 1024 * 1024
 
 
@@ -119,7 +120,7 @@ def regenerate(agents=BASELINES, *, dataset: str = DEFAULT_SETTING["dataset"], s
     env = make_env(config)
     written = []
     for agent in agents:
-        result = evaluate(EvalConfig(**{**config.__dict__, "agent": agent}), env=env, progress=progress)
+        result = evaluate(replace(config, agent=agent), env=env, progress=progress)
         submission_path = write_submission(submission_from_result(result),
                                            out_dir / "submissions" / f"{entry_slug(_identity(result))}.json")
         scored = score_file(submission_path, env=env, allow_local=allow_local, progress=progress, dtype=dtype)

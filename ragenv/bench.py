@@ -56,6 +56,7 @@ import numpy as np
 
 from ragenv.data import Dataset
 from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest
+from ragenv.spec import RunSpec
 
 # The issue's targets, reported as pass/fail beside the figures.
 TARGET_BATCHED_OVER_SINGLE = 3.0
@@ -63,16 +64,15 @@ TARGET_FRACTION_OF_PEAK = 0.5
 TARGET_WARM_STEPS_PER_S = 5000.0
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """What ``ragenv bench`` runs; ``quick`` shrinks every workload (a smoke run, noisier figures)."""
+UNREAD = ("env", "limit", "env_options")  # run-spec fields bench does not read (nor report)
 
-    llm: str = "gemma-3-270m"
-    dataset: str = "nq"
-    split: str = "test"
-    data_dir: str | None = None
-    device: str = "auto"
-    dtype: str = "float32"  # canonical; bfloat16/float16 measure the opt-in modes
+
+@dataclass(frozen=True)
+class BenchConfig(RunSpec):
+    """What ``ragenv bench`` runs: the data, LLM and numeric setting of the run spec (it measures both
+    environments, on its own question counts, so ``env``, ``limit`` and ``env_options`` are not read);
+    ``quick`` shrinks every workload (a smoke run, noisier figures)."""
+
     quick: bool = False
 
     @property
@@ -461,7 +461,8 @@ def run_bench(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = 
     return {
         "machine": machine_info(device, dtype),
         "provenance": provenance(numeric_setting(str(dtype).replace("torch.", ""), device)),
-        "config": {**asdict(config), "sizes": sizes, "torch_threads": torch.get_num_threads()},
+        "config": {**{k: v for k, v in asdict(config).items() if k not in UNREAD}, "sizes": sizes,
+                   "torch_threads": torch.get_num_threads()},
         "results": results,
         "errors": errors,
         "targets": {

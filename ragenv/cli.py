@@ -4,12 +4,15 @@ from __future__ import annotations
 import math
 import os
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from ragenv.agents.r3.training import R3Config
+from ragenv.cli_config import config_options
 from ragenv.errors import RagenvError
 from ragenv.provenance import provenance_line
 
@@ -42,6 +45,36 @@ def dtype_option(default: str | None = "float32"):
                                       "non-canonical).")
 
 
+def llm_option(what: str = "The frozen LLM"):
+    """``--llm``: the frozen LLM (the run spec's default, :data:`ragenv.spec.DEFAULT_LLM`)."""
+    from ragenv.spec import DEFAULT_LLM
+
+    return typer.Option(DEFAULT_LLM, help=f"{what}: gemma-3-270m, smollm2-135m, a .gguf file, a model folder or a "
+                                          "Hugging Face id.")
+
+
+def dataset_option():
+    """``--dataset``: a question set by name, or a user folder."""
+    from ragenv.spec import DEFAULT_DATASET
+
+    return typer.Option(DEFAULT_DATASET, help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl.")
+
+
+def split_option(default: str, what: str = "The split"):
+    """``--split``."""
+    return typer.Option(default, help=f"{what}: train, dev, test, or all.")
+
+
+def limit_option(default: int | None = None, what: str = "Only the first N questions of the split"):
+    """``--limit``: the first N questions (None: all)."""
+    return typer.Option(default, help=f"{what}.")
+
+
+def data_dir_option():
+    """``--data-dir``: where the data files are."""
+    return typer.Option(None, help="Data folder (default: RAGENV_DATA, else download).")
+
+
 def device_option():
     """``--device``: where the frozen LLM runs."""
     return typer.Option("auto", help="auto (a CUDA GPU when present), cpu, cuda or cuda:N.")
@@ -70,11 +103,10 @@ def _results_table(title: str, results: list[dict], k: int) -> Table:
 def evaluate(
     agent: str = typer.Option("bm25", help="Agent name (see `ragenv agents`)."),
     env: str = typer.Option("RAGRetrieval-v0", help="Environment id."),
-    dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
-    split: str = typer.Option("test", help="train, dev, test, or all."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
-    llm: str = typer.Option(
-        "gemma-3-270m", help="gemma-3-270m, smollm2-135m, a .gguf file, a model folder or a HF id."),
+    dataset: str = dataset_option(),
+    split: str = split_option("test"),
+    limit: Optional[int] = limit_option(),
+    llm: str = llm_option(),
     k: Optional[int] = typer.Option(
         None, help="Passages per question (RAGRetrieval-v0) or per retrieval (SmartRAG-v0); default 3."),
     reward: Optional[str] = typer.Option(None, help="RAGRetrieval-v0: logprob, logprob_gain (default), em, f1, "
@@ -85,7 +117,7 @@ def evaluate(
     max_retrievals: Optional[int] = typer.Option(None, help="SmartRAG-v0: retrieval quota per question (default 1)."),
     seed: int = typer.Option(0, help="Seed for stochastic agents."),
     output: Optional[str] = typer.Option(None, help="Write the result JSON here."),
-    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    data_dir: Optional[str] = data_dir_option(),
     submission: Optional[str] = typer.Option(None, help="Also write a leaderboard submission (the actions) here."),
     name: Optional[str] = typer.Option(None, help="Submission: display name (default: the agent name)."),
     authors: Optional[str] = typer.Option(None, help="Submission: comma-separated authors."),
@@ -131,9 +163,9 @@ def evaluate(
 @app.command()
 def demo(
     limit: int = typer.Option(20, help="Questions of nq test to use."),
-    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
+    llm: str = llm_option(),
     agents: Optional[str] = typer.Option(None, help=f"Comma-separated agents [default: {','.join(DEMO_AGENTS)}]."),
-    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    data_dir: Optional[str] = data_dir_option(),
     dtype: str = dtype_option(),
     device: str = device_option(),
     output_dir: Optional[str] = typer.Option(
@@ -167,7 +199,7 @@ def demo(
     results = []
     for name in names:
         console.print(f"[bold]{name}[/bold] ...")
-        results.append(run(EvalConfig(**{**config.__dict__, "agent": name}), env=environment))
+        results.append(run(replace(config, agent=name), env=environment))
         if output_dir:
             write_json(results[-1], Path(output_dir) / f"{name}.json")
     console.print(_results_table(f"RAGRetrieval-v0 | nq/test first {limit} | {llm}", results, base.k))
@@ -177,16 +209,16 @@ def demo(
 @app.command()
 def precompute(
     env: str = typer.Option("SmartRAG-v0", help="Environment id (SmartRAG-v0 or RAGRetrieval-v0)."),
-    dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
-    split: str = typer.Option("train", help="train, dev, test, or all."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
-    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
+    dataset: str = dataset_option(),
+    split: str = split_option("train"),
+    limit: Optional[int] = limit_option(),
+    llm: str = llm_option(),
     k: Optional[int] = typer.Option(
         None, help="Passages per retrieval (SmartRAG-v0) or per question (RAGRetrieval-v0); default 3."),
     max_retrievals: Optional[int] = typer.Option(
         None, help="Retrieval quota per question (default 1): states to cover."),
     batch_size: int = typer.Option(16, min=1, help="Questions per batch (each batch is saved as it finishes)."),
-    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    data_dir: Optional[str] = data_dir_option(),
     ray: bool = typer.Option(False, "--ray", help="Compute shards of the questions as Ray tasks, each into a private "
                                                   "cache, and merge them into the cache (pip install 'ragenv[ray]')."),
     ray_address: Optional[str] = typer.Option(None, help="With --ray: the cluster to join (`ray start --head` prints "
@@ -251,10 +283,10 @@ def precompute(
 def train_ppo(
     output: str = typer.Option(..., help="Folder for the trained agent and its TensorBoard logs."),
     env: str = typer.Option("SmartRAG-v0", help="Environment id (SmartRAG-v0)."),
-    dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
-    split: str = typer.Option("train", help="Split to train on."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
-    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
+    dataset: str = dataset_option(),
+    split: str = split_option("train", "Split to train on"),
+    limit: Optional[int] = limit_option(),
+    llm: str = llm_option(),
     steps: Optional[int] = typer.Option(
         None, help="Environment steps to train for (default: PPOConfig.total_timesteps)."),
     alpha: float = typer.Option(0.2, help="Reward cost per retrieval."),
@@ -264,7 +296,7 @@ def train_ppo(
         None, help="Comma-separated SmartRAG-v0 observation keys the policy reads "
                    "(default: PPOConfig.observation_keys)."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
-    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    data_dir: Optional[str] = data_dir_option(),
     dtype: str = dtype_option(),
     device: str = device_option(),
 ):
@@ -306,56 +338,33 @@ def train_ppo(
 
 
 @train_app.command("r3")
+@config_options(R3Config, skip=("device",))
 def train_r3(
     output: str = typer.Option(..., help="Folder for the trained retriever (evaluate it with --agent r3:DIR)."),
-    dataset: str = typer.Option("nq", help="nq, hotpotqa, squad, or a folder with corpus.jsonl and questions.jsonl."),
-    split: str = typer.Option("train", help="Split to train on."),
-    limit: Optional[int] = typer.Option(200, help="Only the first N questions of the split (default 200; 0 = all)."),
-    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM whose feedback trains the retriever."),
-    first_stage: str = typer.Option("bm25s+dense", help="bm25s, pyserini, bm25s+dense (both frozen, union), "
-                                                        "bag-of-tokens (SiDR) or dense-reindex (ablation)."),
-    epochs: Optional[int] = typer.Option(None, help="Passes over the questions (default: R3Config.epochs)."),
-    batch_size: Optional[int] = typer.Option(None, help="Questions per step (default: R3Config.batch_size)."),
-    learning_rate: Optional[float] = typer.Option(None, help="AdamW learning rate (default: R3Config.learning_rate)."),
-    candidates: Optional[int] = typer.Option(None, help="m: first-stage candidates re-ranked live (default 20)."),
-    reindex_every: Optional[int] = typer.Option(
-        None, help="dense-reindex: steps between full re-encodes (0: each epoch)."),
-    positives: Optional[int] = typer.Option(
-        None, help="Positives per question and step, each its own InfoNCE row (0: all; default: R3Config.positives)."),
-    hard_negatives: Optional[int] = typer.Option(None, help="Hard negatives per question: those the current model "
-                                                            "ranks highest (default: R3Config.hard_negatives)."),
-    listwise_weight: Optional[float] = typer.Option(None, help="Weight of the listwise KL term added to InfoNCE: the "
-                                                    "live top-L candidates pulled towards the LLM's softmax over them "
-                                                    "(0: off; default: R3Config.listwise_weight)."),
-    positive_window: Optional[float] = typer.Option(None, help="T+ is at least the best candidate's single-passage "
-                                                    "log-prob minus this many nats: positives are the LLM's clear "
-                                                    "favourites (default: R3Config.positive_window)."),
-    threshold_margin: Optional[float] = typer.Option(None, help="T+ is at least the closed-book log-prob plus this "
-                                                     "margin (nats per answer token; default: "
-                                                     "R3Config.threshold_margin)."),
-    seed: int = typer.Option(0, help="Seed of the question order and positive draws."),
+    dataset: str = dataset_option(),
+    split: str = split_option("train", "Split to train on"),
+    limit: Optional[int] = limit_option(200, "Only the first N questions of the split (default 200; 0 = all)"),
+    llm: str = llm_option("The frozen LLM whose feedback trains the retriever"),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
-    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    data_dir: Optional[str] = data_dir_option(),
     dtype: str = dtype_option(),
     device: str = device_option(),
+    config_overrides: Optional[dict] = None,
 ):
-    """Train the R3 retriever on RAGRetrieval-v0's feedback (scores the first-stage candidates first; resumable)."""
-    from dataclasses import replace
+    """Train the R3 retriever on RAGRetrieval-v0's feedback (scores the first-stage candidates first; resumable).
+
+    Every R3Config field is an option (--first-stage, --epochs, --listwise-weight, ...).
+    """
     from pathlib import Path
 
     import gymnasium as gym
 
     import ragenv  # noqa: F401
-    from ragenv.agents.r3 import R3Config, train
+    from ragenv.agents.r3 import train
 
     if (Path(output) / "model.pt").exists() and not overwrite:
         raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
-    overrides = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                 "num_candidates": candidates, "reindex_every": reindex_every, "positives": positives,
-                 "hard_negatives": hard_negatives, "listwise_weight": listwise_weight,
-                 "positive_window": positive_window, "threshold_margin": threshold_margin}
-    config = replace(R3Config(first_stage=first_stage, seed=seed),
-                     **{k: v for k, v in overrides.items() if v is not None})
+    config = R3Config(**(config_overrides or {}))
     environment = gym.make("RAGRetrieval-v0", dataset=dataset, split=split, limit=limit or None, llm=llm,
                            dtype=dtype, device=device, data_dir=data_dir, features=False, k=config.k,
                            num_candidates=config.num_candidates)
@@ -372,18 +381,18 @@ def train_r3(
 @smartrag_app.command("alpha-sweep")
 def smartrag_alpha_sweep(
     output: str = typer.Option(..., help="The PNG to write (its numbers go next to it as .json)."),
-    dataset: str = typer.Option("nq", help="Question set (or a folder)."),
-    split: str = typer.Option("train", help="Split to train on."),
-    eval_split: str = typer.Option("test", help="Split to evaluate on."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N training questions."),
-    eval_limit: Optional[int] = typer.Option(None, help="Only the first N evaluation questions."),
-    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
+    dataset: str = dataset_option(),
+    split: str = split_option("train", "Split to train on"),
+    eval_split: str = split_option("test", "Split to evaluate on"),
+    limit: Optional[int] = limit_option(None, "Only the first N training questions"),
+    eval_limit: Optional[int] = limit_option(None, "Only the first N evaluation questions"),
+    llm: str = llm_option(),
     steps: Optional[int] = typer.Option(None, help="PPO steps per alpha (default: PPOConfig.total_timesteps)."),
     alphas: str = typer.Option("0,0.1,0.2,0.5", help="Comma-separated retrieval costs."),
     workdir: Optional[str] = typer.Option(
         None, help="Folder for the agents and evaluations (default: next to the PNG)."),
     seed: int = typer.Option(0, help="Seed of each policy."),
-    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    data_dir: Optional[str] = data_dir_option(),
     dtype: str = dtype_option(),
     device: str = device_option(),
 ):
@@ -512,7 +521,7 @@ def doctor(lock: Optional[str] = typer.Option(
 
 
 @data_app.command("info")
-def data_info(data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download).")):
+def data_info(data_dir: Optional[str] = data_dir_option()):
     """Passage and question counts of the named data."""
     from ragenv.data import ATTRIBUTION, data_summary
 
@@ -556,7 +565,7 @@ def leaderboard_evaluate(
     output: Optional[str] = typer.Option(None, help="Write the scored entry JSON here."),
     allow_local: bool = typer.Option(
         False, help="Accept a local dataset folder or model file named by the submission."),
-    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    data_dir: Optional[str] = data_dir_option(),
     dtype: Optional[str] = dtype_option(None),
     device: str = device_option(),
 ):
@@ -605,15 +614,15 @@ def leaderboard_schema(
 @leaderboard_app.command("regenerate")
 def leaderboard_regenerate(
     agents: str = typer.Option("bm25,bm25s,dense,closed-book,oracle,random", help="Comma-separated agents."),
-    dataset: str = typer.Option("nq", help="Question set (or a folder, with --allow-local)."),
-    split: str = typer.Option("test", help="Split to evaluate."),
-    limit: Optional[int] = typer.Option(100, help="First N questions of the split (0: all)."),
-    llm: str = typer.Option("gemma-3-270m", help="The frozen LLM."),
+    dataset: str = dataset_option(),
+    split: str = split_option("test", "Split to evaluate"),
+    limit: Optional[int] = limit_option(100, "First N questions of the split (0: all)"),
+    llm: str = llm_option(),
     out: Optional[str] = typer.Option(
         None, help="Folder for submissions/ and entries/ (default: the leaderboard package)."),
     site: Optional[str] = typer.Option(None, help="Folder for the page (default: <out>/site)."),
     allow_local: bool = typer.Option(False, help="Allow a local dataset folder or model file."),
-    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    data_dir: Optional[str] = data_dir_option(),
     dtype: Optional[str] = dtype_option(None),
     device: str = device_option(),
 ):
@@ -640,17 +649,16 @@ def leaderboard_build(
 
 @app.command()
 def bench(
-    llm: str = typer.Option(
-        "gemma-3-270m", help="The frozen LLM to measure (gemma-3-270m, smollm2-135m, a .gguf file, ...)."),
+    llm: str = llm_option("The frozen LLM to measure"),
     output: Optional[str] = typer.Option(
         None, help="Also write the figures and the machine's description as JSON here."),
     quick: bool = typer.Option(
         False, "--quick", help="Small workloads: a smoke run in about a minute, noisier figures."),
-    dataset: str = typer.Option("nq", help="Questions and corpus the workloads come from."),
-    split: str = typer.Option("test", help="Split the questions come from."),
+    dataset: str = dataset_option(),
+    split: str = split_option("test", "The split the workloads' questions come from"),
     device: str = device_option(),
     dtype: str = dtype_option(),
-    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: RAGENV_DATA, else download)."),
+    data_dir: Optional[str] = data_dir_option(),
 ):
     """Measure this machine: scoring throughput and FLOPs against matmul peak, env steps/s, search queries/s, memory.
 

@@ -24,30 +24,24 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ragenv.errors import ConfigError, RagenvError
 from ragenv.reward_cache import RewardCache
+from ragenv.spec import RunSpec
 
 SUPPORTED = ("RAGRetrieval-v0", "SmartRAG-v0")
 _PASSED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
 
 
 @dataclass(frozen=True)
-class PrecomputeJob:
-    """What to precompute: the environment as ``ragenv precompute`` builds it."""
+class PrecomputeJob(RunSpec):
+    """What to precompute: the run spec (SmartRAG-v0 on a training split by default) and the batching."""
 
     env: str = "SmartRAG-v0"
-    dataset: str = "nq"
     split: str = "train"
-    limit: int | None = None
-    llm: str = "gemma-3-270m"
-    dtype: str = "float32"  # the frozen LLM's numeric setting (float32 is canonical)
-    device: str = "auto"
-    data_dir: str | None = None
-    env_options: dict = field(default_factory=dict)  # k, max_retrievals, ... (ragenv.evaluate.env_options_for)
     batch_size: int = 16
     single_passages: bool = False  # RAGRetrieval-v0: also each first-stage candidate alone (R3's feedback)
 
@@ -57,6 +51,7 @@ class PrecomputeJob:
         return {"single_passages": True} if self.single_passages else {}
 
     def __post_init__(self):
+        super().__post_init__()
         if self.single_passages and not self.env.startswith("RAGRetrieval"):
             raise ConfigError("single-passage feedback (--single-passages) is a RAGRetrieval-v0 precompute")
         if self.env not in SUPPORTED:
@@ -73,9 +68,7 @@ def make_env(job: PrecomputeJob, cache: RewardCache | str | os.PathLike | None =
 
     if cache is not None and not isinstance(cache, RewardCache):
         cache = RewardCache(cache)
-    env = gym.make(job.env, dataset=job.dataset, split=job.split, limit=job.limit, llm=job.llm,
-                   dtype=job.dtype, device=job.device, data_dir=job.data_dir, features=False, cache=cache,
-                   **job.env_options)
+    env = gym.make(job.env, **job.make_kwargs(features=False, cache=cache))
     return env.unwrapped
 
 

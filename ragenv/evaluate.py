@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,27 +25,20 @@ import numpy as np
 from ragenv.atomic import atomic_write_json
 from ragenv.errors import ConfigError, RagenvError
 from ragenv.metrics import ir_metrics
-from ragenv.numerics import CANONICAL_DTYPE
+from ragenv.spec import RunSpec
 
 if TYPE_CHECKING:
     from ragenv.envs import RAGRetrievalEnv
     from ragenv.journal import RunJournal
 
 
-@dataclass
-class EvalConfig:
-    env: str = "RAGRetrieval-v0"
+@dataclass(frozen=True)
+class EvalConfig(RunSpec):
+    """An evaluation run: the run spec, the agent (see ``ragenv agents``) and its seed."""
+
     agent: str = "bm25"
-    dataset: str = "nq"
-    split: str = "test"
-    limit: int | None = None
-    llm: str = "gemma-3-270m"
-    dtype: str = CANONICAL_DTYPE  # the frozen LLM's numeric setting (float32 is canonical)
-    device: str = "auto"
     seed: int = 0
     generate_answers: bool = True
-    data_dir: str | None = None
-    env_options: dict = field(default_factory=dict)
 
 
 def make_env(config: EvalConfig, features: bool | None = None) -> gym.Env:
@@ -55,14 +48,12 @@ def make_env(config: EvalConfig, features: bool | None = None) -> gym.Env:
 
     if config.env not in gym.registry or config.env not in ENVIRONMENTS:
         raise ConfigError(f"unknown environment {config.env!r}: use one of {', '.join(ENVIRONMENTS)}")
-    common: dict[str, Any] = dict(dataset=config.dataset, split=config.split, llm=config.llm, limit=config.limit,
-                                  data_dir=config.data_dir, dtype=config.dtype, device=config.device)
     if env_family(config.env) == "retrieval":
-        return gym.make(config.env, **common, generate_answers=config.generate_answers, features=bool(features),
-                        diagnostics=True, **config.env_options)
+        return gym.make(config.env, **config.make_kwargs(generate_answers=config.generate_answers,
+                                                         features=bool(features), diagnostics=True))
     if features is None:
         features = agent_needs_features(config.agent, config.env)
-    return gym.make(config.env, **common, features=features, **config.env_options)
+    return gym.make(config.env, **config.make_kwargs(features=features))
 
 
 def env_options_for(env_id: str, *, k: int | None = None, reward: str | None = None,

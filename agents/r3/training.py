@@ -46,34 +46,34 @@ AGENT_FORMAT = 1
 class R3Config:
     """Everything that determines an R3 run; the defaults produce the README's result."""
 
-    encoder: str = "all-MiniLM-L6-v2"
-    first_stage: str = "bm25s+dense"  # see first_stage.FIRST_STAGES; docs/results/r3.md explains the choice (nq dev)
-    num_candidates: int = 20  # m: first-stage candidates re-ranked live (and scored by the LLM); bm25s+dense: m each
+    encoder: str = "all-MiniLM-L6-v2"  # the encoder R3 starts from (the dense baseline's)
+    first_stage: str = "bm25s+dense"  # bm25s, pyserini, bm25s+dense (frozen union), bag-of-tokens or dense-reindex
+    num_candidates: int = 20  # m: first-stage candidates re-ranked live and scored by the LLM (bm25s+dense: m each)
     k: int = 3  # passages handed to the LLM at evaluation
-    epochs: int = 2
+    epochs: int = 2  # passes over the training questions
     batch_size: int = 16  # questions per step
-    learning_rate: float = 5e-5  # few steps (2 epochs of 200 questions): higher than the usual 2e-5
-    weight_decay: float = 0.01
-    temperature: float = 0.05
+    learning_rate: float = 5e-5  # AdamW; few steps (2 epochs of 200 questions), so higher than the usual 2e-5
+    weight_decay: float = 0.01  # AdamW weight decay
+    temperature: float = 0.05  # of the InfoNCE and retriever softmaxes
     hard_negatives: int = 3  # per question, the negatives the current model ranks highest
     positives: int = 1  # per question and step, drawn among its positives, each its own InfoNCE row (0: all)
-    listwise_weight: float = 0.0  # > 0 adds the listwise KL term (REPLUG-style) to InfoNCE; 0: InfoNCE alone
+    listwise_weight: float = 0.0  # weight of the listwise KL term (REPLUG-style) added to InfoNCE (0: off)
     listwise_candidates: int = 10  # per question, the live top-L candidates the KL term ranks
     listwise_temperature: float = 1.0  # of the LLM target softmax over those candidates' log-probs
     listwise_chunk: int = 4  # questions per backward pass of the listwise term (memory only: same gradient)
     threshold_margin: float = 0.5  # T+ >= closed-book log-prob + margin (nats per answer token)
     positive_quantile: float = 0.75  # T+ >= this quantile of the initial candidates' log-probs
-    positive_window: float | None = None  # T+ >= the best initial candidate's log-prob minus this (None: no such bound)
-    negative_quantile: float = 0.5  # T- <= this quantile
-    vocab_head: bool | None = None  # train the vocabulary head (None: only with the bag-of-tokens first stage)
-    activation: str = "elu1p"
+    positive_window: float | None = None  # T+ >= the best initial candidate's log-prob minus this (unset: no bound)
+    negative_quantile: float = 0.5  # T- <= this quantile of the initial candidates' log-probs
+    vocab_head: bool | None = None  # train the vocabulary head (unset: only with the bag-of-tokens first stage)
+    activation: str = "elu1p"  # of the vocabulary head: elu1p or relu_log1p
     reindex_every: int = 0  # dense-reindex ablation: steps between full re-encodes (0: once per epoch)
-    max_query_tokens: int = 64
-    max_passage_tokens: int = 160
-    checkpoint_every: int = 25
+    max_query_tokens: int = 64  # query truncation of the encoder
+    max_passage_tokens: int = 160  # passage truncation of the encoder
+    checkpoint_every: int = 25  # steps between checkpoints (and at each epoch end)
     device: str = "auto"  # auto: cuda when present, else cpu
     bf16_autocast: bool = False  # opt-in bf16 autocast (about 2x on CPUs with native bf16); off: float32, canonical
-    seed: int = 0
+    seed: int = 0  # of the question order and the positive draws
 
     def __post_init__(self):
         if self.first_stage not in FIRST_STAGES:
