@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -84,7 +85,8 @@ def load_entries(folder: str | Path = ENTRIES_DIR) -> list[tuple[str, Entry]]:
     entries = []
     for path in sorted(folder.glob("*.json")):
         if path.stat().st_size > MAX_ENTRY_BYTES:
-            raise SubmissionError(f"entry {path.name}: {path.stat().st_size:,} bytes; expected at most {MAX_ENTRY_BYTES:,}")
+            raise SubmissionError(f"entry {path.name}: {path.stat().st_size:,} bytes; "
+                                  f"expected at most {MAX_ENTRY_BYTES:,}")
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
             entries.append((slug(path.stem), Entry.model_validate(document)))
@@ -99,7 +101,8 @@ def load_entries(folder: str | Path = ENTRIES_DIR) -> list[tuple[str, Entry]]:
 
 def regenerate(agents=BASELINES, *, dataset: str = DEFAULT_SETTING["dataset"], split: str = DEFAULT_SETTING["split"],
                limit: int | None = DEFAULT_SETTING["limit"], llm: str = DEFAULT_SETTING["llm"],
-               dtype: str | None = None, device: str = "auto", out_dir: str | Path = LEADERBOARD_DIR, site_dir: str | Path | None = None, data_dir: str | None = None,
+               dtype: str | None = None, device: str = "auto", out_dir: str | Path = LEADERBOARD_DIR,
+               site_dir: str | Path | None = None, data_dir: str | None = None,
                allow_local: bool = False, progress: bool = True, log=print) -> list[Path]:
     """Evaluate each agent, write its submission, replay it from disk, write its entry; then build the site.
 
