@@ -16,14 +16,11 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from ragenv import ENVIRONMENTS as ENVIRONMENT_TABLE
 from ragenv.data import Question
 from ragenv.errors import ConfigError
 
-ENVIRONMENTS = {
-    "RAGRetrieval-v0": "choose the passages a frozen LLM reads (R3)",
-    "SmartRAG-v0": "decide whether to retrieve, with which query, and when to answer (SmartRAG)",
-    "SmartRAGText-v0": "SmartRAG-v0 with [Search]/[Answer] string actions, for LLM policies",
-}
+ENVIRONMENTS = {env_id: what for env_id, _, _, what in ENVIRONMENT_TABLE}  # id -> what the agent decides
 FAMILIES = ("retrieval", "smartrag")  # the environment families with built-in agents
 
 
