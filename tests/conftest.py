@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TEST_LLM = "smollm2-135m"  # the fast model; Gemma is used where an issue asks for it
+from tests.support import REPO, TEST_LLM
 
 
 def pytest_configure(config):
@@ -97,3 +96,44 @@ def small_env(small_dataset):
     env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="test", llm=TEST_LLM)
     yield env
     env.close()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``).
+
+    On a shared 2-core machine one thread is several times faster than two (no spin-waiting).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def truncated_dataset(small_dataset, tmp_path_factory):
+    """A factory: ``truncated_dataset(words)`` is small_dataset with every passage cut to its first ``words``
+    words (same ids, questions and splits); short prompts keep SmolLM2 fast on a small CPU. Made once per size."""
+    made: dict[int, Path] = {}
+
+    def make(words: int) -> Path:
+        if words not in made:
+            folder = tmp_path_factory.mktemp(f"small-nq-{words}-words")
+            with open(small_dataset / "corpus.jsonl") as src, open(folder / "corpus.jsonl", "w") as dst:
+                for line in src:
+                    row = json.loads(line)
+                    row["text"] = " ".join(row["text"].split()[:words])
+                    dst.write(json.dumps(row) + "\n")
+            (folder / "questions.jsonl").write_text((small_dataset / "questions.jsonl").read_text())
+            made[words] = folder
+        return made[words]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def short_dataset(truncated_dataset) -> Path:
+    """small_dataset with every passage cut to its first 40 words (the SmartRAG and vector-env tests' data)."""
+    return truncated_dataset(40)

@@ -5,27 +5,10 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import TEST_LLM
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    environment = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ragenv.cli", *args], capture_output=True, text=True,
-                          env=environment, timeout=timeout)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+from tests.support import TEST_LLM, assert_one_line_error, run_cli
 
 
 def cache_entries() -> int:

@@ -17,8 +17,9 @@ from ragenv.distributed import (
 )
 from ragenv.errors import CacheError
 from ragenv.reward_cache import CacheEntry, RewardCache, cache_key
-from tests.conftest import TEST_LLM
-from tests.test_smartrag import one_torch_thread, short_dataset  # noqa: F401
+from tests.support import TEST_LLM
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def entries(path) -> set[tuple]:

@@ -22,20 +22,13 @@ import ragenv  # noqa: F401
 from ragenv.data import load_user_dataset
 from ragenv.errors import DataError, PromptTooLongError
 from ragenv.llm import truncate_words
-from tests.conftest import TEST_LLM
+from tests.support import TEST_LLM
 
 UNICODE_QUESTION = "¿Quién escribió «Cien años de soledad»? 誰が書いた 🎉 (Ünïcödé, ‏עברית‏, e\u0301, zero\u200bwidth)"
 LONG_WORDS = 5000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

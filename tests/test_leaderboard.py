@@ -13,10 +13,13 @@ import pytest
 
 from ragenv.errors import SubmissionError
 from ragenv.leaderboard.submission import (
-    MAX_SUBMISSION_BYTES, SCHEMA_PATH, parse_submission, schema_text, submission_json_schema,
+    MAX_SUBMISSION_BYTES,
+    SCHEMA_PATH,
+    parse_submission,
+    schema_text,
+    submission_json_schema,
 )
-from tests.conftest import TEST_LLM
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.support import TEST_LLM, assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")

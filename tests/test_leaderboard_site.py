@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_LLM
-from tests.test_cli import run_cli
+from tests.support import TEST_LLM, run_cli
 
 AGENTS = ("bm25s", "closed-book", "oracle")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -10,7 +10,7 @@ from ragenv.data import Passage, Question
 from ragenv.errors import ConfigError
 from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest, make_llm_config, resolve_model_source, truncate_words
 from ragenv.reward_cache import RewardCache
-from tests.conftest import TEST_LLM
+from tests.support import TEST_LLM
 
 
 def reference_logprob(llm: FrozenLLM, question: Question, passages, answer: str) -> float:

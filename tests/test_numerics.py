@@ -15,7 +15,7 @@ from ragenv.data import Passage
 from ragenv.errors import ConfigError
 from ragenv.llm import FrozenLLM, LLMConfig, make_llm_config
 from ragenv.numerics import AVX2_CAP, CANONICAL_DTYPE, check_dtype, cpu_has_fast_bf16
-from tests.conftest import TEST_LLM
+from tests.support import TEST_LLM, run_cli
 
 REFERENCE = Path(__file__).parent / "data" / "canonical_smollm2.json"
 # Agreement tolerance for the canonical setting across kernel paths, in mean log-prob per answer token:
@@ -133,7 +133,6 @@ def test_canonical_results_equal_the_committed_reference(native_and_avx2):
 
 
 def test_doctor_reports_a_drifted_install(tmp_path):
-    from tests.test_cli import run_cli
 
     lock = tmp_path / "requirements.lock"
     lock.write_text("numpy==0.0.1\nno-such-package-xyz==1.0\n")

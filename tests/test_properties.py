@@ -18,8 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
-import string
 from collections import Counter
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from ragenv.envs.smartrag.text import MALFORMED_REWARD, MAX_TEXT_ACTION
 from ragenv.errors import DataError, InvalidActionError, RagenvError, SubmissionError
 from ragenv.leaderboard.submission import parse_submission, to_json
 from ragenv.metrics import exact_match, f1_score
-from tests.conftest import REPO, TEST_LLM
+from tests.support import REPO, TEST_LLM
 
 SHORT_WORDS = 12  # passage length in this module's dataset: every LLM prompt stays short
 BAD_INPUTS: Counter = Counter()  # rejected inputs tried, per component (reported at module end)
@@ -49,28 +47,16 @@ FAST = dict(deadline=None, database=None, derandomize=False,
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread_and_report():
-    """One intra-op thread (a shared 2-core machine); print the counts of inputs tried at the end."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def report_inputs_tried(one_torch_thread):
+    """Print the counts of inputs tried at the end (with one intra-op torch thread: a shared 2-core machine)."""
     yield
-    torch.set_num_threads(before)
     print(f"\n[test_properties] bad inputs tried: {dict(BAD_INPUTS)}; good inputs tried: {dict(GOOD_INPUTS)}")
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(small_dataset, tmp_path_factory) -> Path:
+def tiny_dataset(truncated_dataset) -> Path:
     """small_dataset with every passage cut to its first 12 words (same ids, questions and splits)."""
-    folder = tmp_path_factory.mktemp("small-nq-tiny")
-    with open(small_dataset / "corpus.jsonl") as src, open(folder / "corpus.jsonl", "w") as dst:
-        for line in src:
-            row = json.loads(line)
-            row["text"] = " ".join(row["text"].split()[:SHORT_WORDS])
-            dst.write(json.dumps(row) + "\n")
-    (folder / "questions.jsonl").write_text((small_dataset / "questions.jsonl").read_text())
-    return folder
+    return truncated_dataset(SHORT_WORDS)
 
 
 # --------------------------------------------------------------------------- (a) RAGRetrieval-v0

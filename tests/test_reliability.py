@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ragenv.reward_cache import CacheEntry, RewardCache, cache_key
-from tests.conftest import TEST_LLM
+from tests.support import TEST_LLM
 
 TELEMETRY = ("seconds", "cache_hit_rate")  # facts about a run, not about the agent (leaderboard/replay.py)
 

@@ -9,7 +9,7 @@ import numpy as np
 import ragenv  # noqa: F401
 from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest
 from ragenv.reward_cache import RewardCache
-from tests.conftest import TEST_LLM
+from tests.support import TEST_LLM
 
 
 def requests_for(nq) -> list[PromptRequest]:

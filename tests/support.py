@@ -1,0 +1,27 @@
+"""Plain helpers the test modules share (constants and functions; the fixtures are in conftest.py)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_LLM = "smollm2-135m"  # the fast model; Gemma is used where an issue asks for it
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``ragenv ARGS`` in a fresh process, as a user runs it."""
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ragenv.cli", *args], capture_output=True, text=True,
+                          env=environment, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """The command failed with exactly one ``error:`` line holding every needle, and no traceback."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
