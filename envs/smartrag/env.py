@@ -160,9 +160,10 @@ class SmartRAGEnv(SmartRAGEpisode):
       the keys it was trained on (``gymnasium.wrappers.FilterObservation``).
     * v0, ragenv 0.2: the frozen LLM's numerics are canonical float32 on every machine
       (docs/results/numerics.md); ``invalid_action="penalize"`` is a new opt-in and the
-      default (``raise``) is unchanged; keywords are checked at make time (a NaN ``alpha`` or
-      a boolean quota is refused). The environment is now the package ``ragenv.envs.smartrag``;
-      rewards, observations, prompts and cache keys are unchanged.
+      default (``raise``) is unchanged; every keyword is checked at make time (besides the
+      earlier checks, a boolean quota or ``top_n``, a negative ``limit`` and a non-boolean
+      ``features`` are now refused). The environment is now the package
+      ``ragenv.envs.smartrag``; rewards, observations, prompts and cache keys are unchanged.
     """
 
     def __init__(self, *args: Any, invalid_action: str = "raise", **kwargs: Any):
@@ -177,7 +178,7 @@ class SmartRAGEnv(SmartRAGEpisode):
     def _setup_spaces(self) -> None:
         self.action_space = spaces.Discrete(1 + len(QUERY_OPTIONS))
         m = len(QUERY_OPTIONS)
-        obs = {}
+        obs: dict[str, spaces.Space] = {}
         if self.features:
             dim = self.dense.encoder.dim
             obs["question_embedding"] = spaces.Box(-1.0, 1.0, (dim,), np.float32)
@@ -362,8 +363,7 @@ class SmartRAGEnv(SmartRAGEpisode):
             return self._observation(), INVALID_ACTION_REWARD, False, False, info
         if value != ANSWER:
             option = value - 1
-            self._retrieve(self.question_state(self._current).rows[option])
-            self._used = self._used + (option,)
+            self._retrieve(self.question_state(self.current_question).rows[option], option)
             return self._observation(), 0.0, False, False, self._info()
         state = self.question_state(self._current)
         answer = self.answers([(self._current, self._rows)])[0]

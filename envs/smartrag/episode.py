@@ -58,6 +58,13 @@ class SmartRAGEpisode(SharedEnvMixin, gym.Env):
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
     multi_step = True  # ragenv.evaluate runs it through reset/step episodes
 
+    # the episode (reset by _clear_episode)
+    _current: Question | None
+    _used: tuple[int, ...]  # query options used, in order
+    _rows: tuple[int, ...]  # passages in the state, in order
+    _retrievals: int
+    _last: dict | None
+
     def __init__(
         self,
         dataset: str | Dataset = "nq",
@@ -114,9 +121,9 @@ class SmartRAGEpisode(SharedEnvMixin, gym.Env):
 
     # ------------------------------------------------------------------ episode state
     def _clear_episode(self) -> None:
-        self._current: Question | None = None
-        self._used: tuple[int, ...] = ()  # query options used, in order
-        self._rows: tuple[int, ...] = ()  # passages in the state, in order
+        self._current = None
+        self._used = ()
+        self._rows = ()
         self._retrievals = 0
         self._last: dict | None = None
 
@@ -167,9 +174,12 @@ class SmartRAGEpisode(SharedEnvMixin, gym.Env):
         self._current = question
         return question
 
-    def _retrieve(self, rows: tuple[int, ...]) -> None:
+    def _retrieve(self, rows: tuple[int, ...], option: int | None = None) -> None:
+        """Append a retrieval's passages to the state (``option``: the query option it used, if any)."""
         self._rows = merge_rows(self._rows, rows)
         self._retrievals += 1
+        if option is not None:
+            self._used = (*self._used, option)
 
     # ------------------------------------------------------------------ reward and the terminal step
     def answer_reward(self, outcome: AnswerOutcome | None = None, *, em: float = 0.0, f1: float = 0.0,

@@ -25,7 +25,7 @@ import numpy as np
 from ragenv.data import Corpus, Question
 from ragenv.envs.smartrag.queries import QUERY_OPTIONS, QueryInputs, write_queries
 from ragenv.index import Index
-from ragenv.llm import FrozenLLM, PromptRequest, PromptResult
+from ragenv.llm import AnswerScore, FrozenLLM, Generation, PromptRequest, PromptResult
 from ragenv.metrics import answer_in_output, exact_match, f1_score, normalize_answer
 
 State = tuple[Question, tuple[int, ...]]  # a question and the passage rows gathered so far
@@ -34,8 +34,8 @@ State = tuple[Question, tuple[int, ...]]  # a question and the passage rows gath
 def guess_support(guess: str, passages: Sequence[str]) -> float:
     """1.0 when the closed-book guess occurs, as whole words after SQuAD normalisation, in one of the passages.
 
-    Whether the corpus backs the LLM's own guess (what it is worth as a feature:
-    docs/results/smartrag.md, "closed-book support"). An empty guess is never supported.
+    Whether the corpus backs the LLM's own guess; what it is worth as a feature is measured in
+    docs/results/smartrag.md (the paragraph on ``closed_book_support``). An empty guess is never supported.
     """
     needle = normalize_answer(guess)
     if not needle:
@@ -78,6 +78,16 @@ class _FirstCall(NamedTuple):
     guesses: list[PromptResult]  # closed-book answer of each new question
     written: list[PromptResult]  # the LLM's search query for each new question
     answers: list[PromptResult]  # the answer at each new state
+
+
+def _generated(result: PromptResult) -> Generation:
+    assert result.generation is not None, "a generating request returns a generation"
+    return result.generation
+
+
+def _scored(result: PromptResult) -> AnswerScore:
+    assert result.score is not None, "a scoring request returns a score"
+    return result.score
 
 
 def _run_groups(scorer: FrozenLLM, groups: Sequence[Sequence[PromptRequest]]) -> list[list[PromptResult]]:
@@ -142,37 +152,38 @@ class OutcomeEngine:
              for q, rows in answer_todo],
         ]))
         for (q, rows), result in zip(answer_todo, first.answers):
-            text = result.generation.text
+            text = _generated(result).text
             self._answers[(q.id, rows)] = AnswerOutcome(text, exact_match(text, q.answers), f1_score(text, q.answers),
-                                                        answer_in_output(text, q.answers), result.generation.cached)
+                                                        answer_in_output(text, q.answers), _generated(result).cached)
         if todo:
             self._add_question_states(todo, first)
 
     def _add_question_states(self, todo: list[Question], first: _FirstCall) -> None:
         """Score the closed-book guesses, write every option's query, retrieve, and memoise the states."""
-        scored = self.scorer.run([PromptRequest(question=q, passages=(), answers=(g.generation.text,))
-                                  for q, g in zip(todo, first.guesses)])
-        queries = [write_queries(QueryInputs(question=q.question, guess=guess.generation.text,
-                                             written=written.generation.text))
-                   for q, guess, written in zip(todo, first.guesses, first.written)]
+        guesses, written = [_generated(r) for r in first.guesses], [_generated(r) for r in first.written]
+        scored = [_scored(r) for r in self.scorer.run([PromptRequest(question=q, passages=(), answers=(g.text,))
+                                                       for q, g in zip(todo, guesses)])]
+        queries = [write_queries(QueryInputs(question=q.question, guess=guess.text, written=query.text))
+                   for q, guess, query in zip(todo, guesses, written)]
         rows, scores = self.first_stage.search([text for texts in queries for text in texts.values()], self.top_n)
-        per_question = zip(todo, first.guesses, first.written, scored, queries,
+        per_question = zip(todo, guesses, written, scored, queries,
                            rows.reshape(len(todo), len(QUERY_OPTIONS), -1),
                            scores.reshape(len(todo), len(QUERY_OPTIONS), -1))
-        for q, guess, written, score, texts, found, found_scores in per_question:
+        for q, guess, query, score, texts, found, found_scores in per_question:
             option_rows = tuple(tuple(int(r) for r in row if r >= 0) for row in found)
             top = tuple(float(s[0]) if len(row) and row[0] >= 0 else 0.0 for s, row in zip(found_scores, found))
-            support = tuple(guess_support(guess.generation.text, [self.corpus[r].contents for r in option])
+            support = tuple(guess_support(guess.text, [self.corpus[r].contents for r in option])
                             for option in option_rows)
-            mean, total = score.score.mean_logprob, score.score.sum_logprob
+            mean, total = score.mean_logprob, score.sum_logprob
             confidence = (math.exp(mean) if math.isfinite(mean) else 0.0,
                           math.exp(total) if math.isfinite(total) else 0.0)
-            cached = bool(guess.generation.cached and written.generation.cached and score.score.cached)
-            self._question_states[q.id] = QuestionState(guess.generation.text, confidence, texts, option_rows, top,
-                                                         support, cached)
+            cached = bool(guess.cached and query.cached and score.cached)
+            state = QuestionState(guess.text, confidence, texts, option_rows, top, support, cached)
+            self._question_states[q.id] = state
         if self.dense is not None:
             missing = [q for q in todo if q.id not in self._question_embeddings]
-            vectors = np.clip(self.dense.query_encoder.encode([q.question for q in missing]), -1.0, 1.0)
+            encoder = self.dense.query_encoder  # type: ignore[attr-defined]  # the dense index's question encoder
+            vectors = np.clip(encoder.encode([q.question for q in missing]), -1.0, 1.0)
             for q, vec in zip(missing, vectors):
                 self._question_embeddings[q.id] = vec.astype(np.float32)
 
