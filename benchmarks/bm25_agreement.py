@@ -64,10 +64,12 @@ def run(args: argparse.Namespace) -> int:
         batch_s = min(_timed(lambda: index.search(queries, args.k))[1] for _ in range(args.repeat))
         _, single_s = _timed(lambda: [index.search_one(q, args.k) for q in queries])
         rows, scores = index.search(queries, args.k)
-        hits = [any(corpus.row(g) in rows[i] for g in q.gold_passage_ids if g in corpus) for i, q in enumerate(questions)]
+        hits = [any(corpus.row(g) in rows[i] for g in q.gold_passage_ids if g in corpus)
+                for i, q in enumerate(questions)]
         results[name] = rows, scores
         print(f"{name:>8}: build {build_s:5.1f} s, load from cache {load_s:5.2f} s, "
-              f"{len(queries) / batch_s:7.0f} queries/s in one batch, {len(queries) / single_s:6.0f} queries/s one by one, "
+              f"{len(queries) / batch_s:7.0f} queries/s in one batch, "
+              f"{len(queries) / single_s:6.0f} queries/s one by one, "
               f"gold hit@{args.k} {np.mean(hits):.3f}")
 
     (rows_s, scores_s), (rows_p, scores_p) = results["bm25s"], results["pyserini"]

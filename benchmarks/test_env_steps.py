@@ -28,7 +28,9 @@ from ragenv.bench import (
 from ragenv.llm import FrozenLLM
 from ragenv.reward_cache import RewardCache
 from tests.conftest import TEST_LLM
-from tests.test_smartrag import N_QUESTIONS, one_torch_thread, short_dataset  # noqa: F401
+from tests.test_smartrag import N_QUESTIONS
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # short_dataset and one_torch_thread: conftest.py
 
 QUESTIONS = 4
 WARM_STEPS = 3000
@@ -90,7 +92,7 @@ def test_retrieval_warm_steps_from_the_reward_cache(benchmark, cold, small_datas
     report(benchmark, steps, "RAGRetrieval-v0 warm (reward cache, fresh process state)")
 
 
-def test_smartrag_cold_steps(benchmark, short_dataset, tmp_path):  # noqa: F811
+def test_smartrag_cold_steps(benchmark, short_dataset, tmp_path):
     import time
 
     env = gym.make("SmartRAG-v0", dataset=str(short_dataset), split="test", llm=TEST_LLM, limit=N_QUESTIONS,

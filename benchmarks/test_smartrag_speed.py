@@ -21,7 +21,9 @@ import pytest
 import ragenv  # noqa: F401
 from ragenv.bench import run_smartrag_episodes
 from tests.conftest import TEST_LLM
-from tests.test_smartrag import N_QUESTIONS, one_torch_thread, short_dataset  # noqa: F401
+from tests.test_smartrag import N_QUESTIONS
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # short_dataset and one_torch_thread: conftest.py
 
 TARGET = 500.0
 EPISODES = 300

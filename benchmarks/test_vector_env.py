@@ -18,7 +18,8 @@ import pytest
 
 from benchmarks.vector_speedup import act, make_cold, make_vector, rollout
 from tests.conftest import TEST_LLM
-from tests.test_smartrag import one_torch_thread  # noqa: F401 (autouse: one torch thread, stable on a shared CPU)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one torch thread, stable on a shared CPU
 
 NUM_ENVS = int(os.environ.get("RAGENV_BENCH_NUM_ENVS", 8))
 STEPS = int(os.environ.get("RAGENV_BENCH_STEPS", 6))

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=DEFAULT_QUESTIONS, help="first N questions of the split")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared machine more threads spin-wait and time erratically)")
+                        help="torch threads (default 1: on a shared machine more threads spin-wait and time "
+                             "erratically)")
     args = parser.parse_args(argv)
     import torch
 
@@ -132,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncold reward cache, {args.llm}, {args.num_envs} sub-environments, {args.steps} vector steps per rollout, "
           f"median of {args.rounds}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs "
           f"(cache {os.environ['RAGENV_CACHE']})")
-    print("| env | SyncVectorEnv s | vector env s | speed-up | forward passes (sync / vector) | max reward difference |")
+    print("| env | SyncVectorEnv s | vector env s | speed-up | forward passes (sync / vector) "
+          "| max reward difference |")
     print("|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['env']} | {r['sync_seconds']:.2f} | {r['vector_seconds']:.2f} | {r['speedup']:.2f}x | "
-              f"{r['forward_passes']['sync']} / {r['forward_passes']['vector_entry_point']} | {r['max_reward_difference']:.3g} |")
+              f"{r['forward_passes']['sync']} / {r['forward_passes']['vector_entry_point']} | "
+              f"{r['max_reward_difference']:.3g} |")
     return 0
 
 

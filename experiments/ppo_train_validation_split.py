@@ -1,7 +1,8 @@
 """PPO observation keys compared on a TRAINING split only: train on its first questions, validate on the rest.
 
 Usage (after `ragenv precompute --env SmartRAG-v0 --dataset DATASET --split train [--limit N]`):
-    RAGENV_DATA=../shared/data .venv/bin/python experiments/ppo_train_validation_split.py hotpotqa --train 200 --validate 100
+    RAGENV_DATA=../shared/data .venv/bin/python experiments/ppo_train_validation_split.py hotpotqa \\
+        --train 200 --validate 100
     RAGENV_DATA=../shared/data .venv/bin/python experiments/ppo_train_validation_split.py nq --train 400 --validate 100
 Prints reward, retrievals per question and accuracy on the validation questions for each
 observation-key set and seed, then never-retrieve and always-retrieve on the same questions.
@@ -21,7 +22,8 @@ STATE = ("retrievals", "query_used")
 KEYS = {
     "scores (default)": PPOConfig().observation_keys,
     "scores + confidence": STATE + ("query_scores", "closed_book_confidence"),
-    "scores + per-word scores + guess support": STATE + ("query_scores", "query_scores_per_word", "closed_book_support"),
+    "scores + per-word scores + guess support": STATE + ("query_scores", "query_scores_per_word",
+                                                          "closed_book_support"),
 }
 METRICS = ("reward", "retrievals_per_question", "accuracy")
 
@@ -50,7 +52,8 @@ def main() -> None:
     for name, keys in KEYS.items():
         rewards = []
         for seed in range(args.seeds):
-            agent = PPOAgent.train(env_on(0, args.train), PPOConfig(observation_keys=keys, seed=seed), None, progress=False)
+            agent = PPOAgent.train(env_on(0, args.train), PPOConfig(observation_keys=keys, seed=seed), None,
+                                   progress=False)
             result = score(env_on(args.train, args.train + args.validate), agent)
             rewards.append(result["reward"])
             print(f"{name}, seed {seed}: {result}", flush=True)

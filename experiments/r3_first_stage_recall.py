@@ -37,12 +37,14 @@ def main(n: int = 100, m: int = 20) -> None:
     words = encoder.bag_of_tokens(texts, "query").toarray()
     print(f"bag-of-tokens, the query's own wordpieces: recall@{m} "
           f"{recall(dataset, questions, index.search_vectors(words, m)[0]):.2f}")
-    print(f"BM25 (bm25s): recall@{m} {recall(dataset, questions, make_index('bm25s', dataset.corpus).search(texts, m)[0]):.2f}")
+    print(f"BM25 (bm25s): recall@{m} "
+          f"{recall(dataset, questions, make_index('bm25s', dataset.corpus).search(texts, m)[0]):.2f}")
     retriever = R3Retriever(R3Config(first_stage="bm25s+dense"), dataset.corpus)
     retriever.encoder.module.eval()
     r3 = retriever.retrieve(questions, 3)
     dense = retriever.first_stage[1].search(texts, 3)[0]  # the frozen starting dense index
-    print(f"untrained R3, bm25s+dense: same top 1 as dense for {int(np.sum(r3[:, 0] == dense[:, 0]))} of {len(questions)}, "
+    print(f"untrained R3, bm25s+dense: same top 1 as dense for {int(np.sum(r3[:, 0] == dense[:, 0]))} "
+          f"of {len(questions)}, "
           f"same top-3 set for {sum(set(a) == set(b) for a, b in zip(r3.tolist(), dense.tolist()))}")
 
 

@@ -38,7 +38,8 @@ def main() -> None:
             result = json.load(handle)
         records = result["per_question"]
         groups = reward_by_gold_rank(records)
-        table = Table(title=f"{path}: {result['agent']} on {result['dataset']} {result['split']} ({len(records)} questions)")
+        table = Table(title=f"{path}: {result['agent']} on {result['dataset']} {result['split']} "
+                            f"({len(records)} questions)")
         for name in ("first gold at rank", "share of questions", "mean reward"):
             table.add_column(name)
         for rank, rewards in groups.items():

@@ -62,10 +62,12 @@ def reward_table(env) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], tu
         observation, _ = env.reset(options={"question_id": question.id})
         for key, value in observation.items():
             observations.setdefault(key, []).append(np.asarray(value, dtype=np.float64).ravel())
-    return np.array(answer_now), np.array(gains), {k: np.stack(v) for k, v in observations.items()}, (no_answer, retrieved)
+    return (np.array(answer_now), np.array(gains), {k: np.stack(v) for k, v in observations.items()},
+            (no_answer, retrieved))
 
 
-def cross_validated_reward(features: np.ndarray, answer_now: np.ndarray, gains: np.ndarray, make, repeats: int) -> tuple[float, float, float]:
+def cross_validated_reward(features: np.ndarray, answer_now: np.ndarray, gains: np.ndarray, make,
+                           repeats: int) -> tuple[float, float, float]:
     """Mean reward (and its spread over repeats) and retrieval rate of the probe under repeated 5-fold CV."""
     rewards, rates = [], []
     for repeat in range(repeats):

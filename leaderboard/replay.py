@@ -75,7 +75,8 @@ def _check_names(sub: RetrievalSubmission, source: str, allow_local: bool) -> No
     llm = sub.llm.name
     if llm not in KNOWN_MODELS:
         local = Path(llm).expanduser()
-        is_local = (local.is_file() and local.suffix == ".gguf") or (local.is_dir() and (local / "config.json").exists())
+        is_local = ((local.is_file() and local.suffix == ".gguf")
+                    or (local.is_dir() and (local / "config.json").exists()))
         if not (allow_local and is_local):
             hint = ("; a local model needs --allow-local" if is_local and not allow_local
                     else "; the leaderboard never downloads a model a submission names")
@@ -98,9 +99,10 @@ def check_setting(scorer, requested_dtype: str | None, source: str = "submission
     setting = scorer.numerics
     if setting.canonical or requested_dtype == setting.dtype:
         return
-    raise ConfigError(f"{source}: the replaying environment computes in {setting.dtype}, but replays run in the canonical "
-                      f"{CANONICAL_DTYPE} unless asked otherwise: pass dtype={setting.dtype!r} (--dtype {setting.dtype}) "
-                      f"to replay in {setting.dtype} on purpose, or use a {CANONICAL_DTYPE} environment")
+    raise ConfigError(f"{source}: the replaying environment computes in {setting.dtype}, but replays run in the "
+                      f"canonical {CANONICAL_DTYPE} unless asked otherwise: pass dtype={setting.dtype!r} "
+                      f"(--dtype {setting.dtype}) to replay in {setting.dtype} on purpose, or use a {CANONICAL_DTYPE} "
+                      "environment")
 
 
 def _env_value(base, key: str):
@@ -115,7 +117,8 @@ def check_against_env(sub: RetrievalSubmission, env: gym.Env, source: str = "sub
         raise ConfigError("replay needs an environment made by ragenv.evaluate.make_env (answers and diagnostics on)")
     spec_id = getattr(getattr(base, "spec", None), "id", None)  # the base env's spec: wrappers deep-copy theirs
     if spec_id is not None and spec_id != sub.env_id:
-        raise SubmissionError(f"{source}: field env_id: expected {spec_id} (the replaying environment), found {_show(sub.env_id)}")
+        raise SubmissionError(f"{source}: field env_id: expected {spec_id} (the replaying environment), "
+                              f"found {_show(sub.env_id)}")
     for key in RetrievalEnvOptions.model_fields:
         expected, found = _env_value(base, key), getattr(sub.env_options, key)
         if expected != found:
@@ -124,13 +127,15 @@ def check_against_env(sub: RetrievalSubmission, env: gym.Env, source: str = "sub
 
     data = base.dataset
     if base.split_name != sub.dataset.split:
-        raise SubmissionError(f"{source}: field dataset.split: expected {base.split_name!r}, found {_show(sub.dataset.split)}")
+        raise SubmissionError(f"{source}: field dataset.split: expected {base.split_name!r}, "
+                              f"found {_show(sub.dataset.split)}")
     fingerprint = data.split_fingerprint(base.split_name)
     if sub.dataset.fingerprint != fingerprint:
         raise SubmissionError(
-            f"{source}: field dataset.fingerprint: expected {fingerprint[:16]}... ({sub.dataset.name}/{base.split_name} "
-            f"here: its question ids and corpus), found {sub.dataset.fingerprint[:16]}...; the submission was made on "
-            "other data: re-run the agent on the current data")
+            f"{source}: field dataset.fingerprint: expected {fingerprint[:16]}... "
+            f"({sub.dataset.name}/{base.split_name} here: its question ids and corpus), "
+            f"found {sub.dataset.fingerprint[:16]}...; the submission was made on other data: "
+            "re-run the agent on the current data")
     split_size = len(data.split(base.split_name))
     if sub.dataset.limit is not None and sub.dataset.limit > split_size:
         raise SubmissionError(f"{source}: field dataset.limit: expected at most {split_size} (questions in "
@@ -138,7 +143,8 @@ def check_against_env(sub: RetrievalSubmission, env: gym.Env, source: str = "sub
     wanted = split_size if sub.dataset.limit is None else sub.dataset.limit
     if wanted != len(base.questions):
         here = None if len(base.questions) == split_size else len(base.questions)
-        raise SubmissionError(f"{source}: field dataset.limit: expected {here} (the replaying environment), found {sub.dataset.limit}")
+        raise SubmissionError(f"{source}: field dataset.limit: expected {here} (the replaying environment), "
+                              f"found {sub.dataset.limit}")
 
     scorer = base.scorer
     if sub.llm.name != scorer.config.name:

@@ -38,7 +38,8 @@ CSS = """
 body { max-width: 1180px; margin: 0 auto; padding: 1.2rem 1.5rem 3rem; }
 h1 { font-size: 1.6rem; margin: 0 0 .2rem; } h2 { font-size: 1.15rem; margin: 2rem 0 .4rem; }
 h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
-p.lead, p.note { color: #57606a; margin: .2rem 0 .8rem; } .mono { font-family: ui-monospace, monospace; font-size: .85em; }
+p.lead, p.note { color: #57606a; margin: .2rem 0 .8rem; } \
+.mono { font-family: ui-monospace, monospace; font-size: .85em; }
 table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th, td { padding: .35rem .55rem; border-bottom: 1px solid #d8dee4; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child, th.text, td.text { text-align: left; }
@@ -51,7 +52,8 @@ td.best { font-weight: 700; }
 .tag { display: inline-block; padding: 0 .4rem; border-radius: .6rem; font-size: .75rem; color: #fff; }
 .group { display: grid; grid-template-columns: minmax(0, 1fr); gap: .8rem; }
 figure { margin: .6rem 0 0; } figcaption { color: #57606a; font-size: .85rem; }
-section.detail { display: none; border: 1px solid #d8dee4; border-radius: 6px; padding: .4rem 1rem 1rem; margin-top: 1rem; }
+section.detail { display: none; border: 1px solid #d8dee4; border-radius: 6px; \
+padding: .4rem 1rem 1rem; margin-top: 1rem; }
 section.detail:target { display: block; }
 dl { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: .2rem 1rem; margin: .4rem 0; }
 dt { color: #57606a; } dd { margin: 0; overflow-wrap: anywhere; }
@@ -145,13 +147,15 @@ def _table(group: list[tuple[str, Entry]], gid: str) -> str:
     head = ['<th class="text" data-type="text" title="agent name">Agent</th>',
             '<th class="text" data-type="text" title="agent type">Type</th>']
     for key, label, tip in COLUMNS:
-        head.append(f'<th data-type="num" data-key="{esc(key)}" title="{esc(tip)}">{esc(label if key != "hit" else f"hit@{k}")}</th>')
+        head.append(f'<th data-type="num" data-key="{esc(key)}" title="{esc(tip)}">'
+                    f'{esc(label if key != "hit" else f"hit@{k}")}</th>')
     head.append('<th data-type="num" title="questions">n</th>')
     rows = []
     for sid, entry in sorted(group, key=lambda item: -(_num(item[1].metrics.get("reward")) or -math.inf)):
         name = esc(entry.metadata.name)
         cells = [f'<td class="text" data-value="{name}"><a href="#e-{esc(sid)}">{name}</a></td>',
-                 f'<td class="text" data-value="{esc(entry.metadata.agent_type)}">{_tag(entry.metadata.agent_type)}</td>']
+                 f'<td class="text" data-value="{esc(entry.metadata.agent_type)}">'
+                 f'{_tag(entry.metadata.agent_type)}</td>']
         for key, _, _ in COLUMNS:
             value = _num(_metric(entry, key))
             is_best = value is not None and best.get(key) == value and entry.metadata.agent_type != "oracle"
@@ -176,18 +180,23 @@ def _plot(group: list[tuple[str, Entry]]) -> str:
     y_max = min(1.0, math.ceil(y_max * 10) / 10) if y_max <= 1 else math.ceil(y_max)
     sx = lambda x: left + x / x_max * (width - left - right)  # noqa: E731
     sy = lambda y: top + (1 - y / y_max) * (height - top - bottom)  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-             'role="img" aria-label="accuracy against retrievals per question" font-size="12" font-family="sans-serif">',
-             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="#fafbfc" stroke="#d0d7de"/>']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-label="accuracy against retrievals per question" font-size="12" '
+             'font-family="sans-serif">',
+             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+             'fill="#fafbfc" stroke="#d0d7de"/>']
     for i in range(6):
         yv = y_max * i / 5
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" stroke="#eaeef2"/>'
                      f'<text x="{left - 6}" y="{sy(yv) + 4:.1f}" text-anchor="end" fill="#57606a">{yv:.2f}</text>')
     for i in range(5):
         xv = x_max * i / 4
-        parts.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="#57606a">{xv:.2f}</text>')
-    parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 8}" text-anchor="middle">retrievals per question</text>'
-                 f'<text transform="translate(14 {(top + height - bottom) / 2:.1f}) rotate(-90)" text-anchor="middle">accuracy</text>')
+        parts.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="#57606a">'
+                     f'{xv:.2f}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 8}" text-anchor="middle">'
+                 'retrievals per question</text>'
+                 f'<text transform="translate(14 {(top + height - bottom) / 2:.1f}) rotate(-90)" '
+                 'text-anchor="middle">accuracy</text>')
     labels = sorted(points, key=lambda p: -p[1])
     placed: list[tuple[float, float]] = []  # (x, label y): labels collide only near the same x
     for x, y, name, agent_type, sid in labels:
@@ -198,7 +207,8 @@ def _plot(group: list[tuple[str, Entry]]) -> str:
         color = PALETTE.get(agent_type, "#8c564b")
         parts.append(f'<a href="#e-{esc(sid)}"><circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="{color}" '
                      f'fill-opacity="0.85"><title>{esc(name)}: accuracy {y:.3f}, retrievals/q {x:.2f}</title></circle>'
-                     f'<line x1="{sx(x) + 6:.1f}" y1="{sy(y):.1f}" x2="{sx(x) + 12:.1f}" y2="{ly - 4:.1f}" stroke="#afb8c1"/>'
+                     f'<line x1="{sx(x) + 6:.1f}" y1="{sy(y):.1f}" x2="{sx(x) + 12:.1f}" y2="{ly - 4:.1f}" '
+                     'stroke="#afb8c1"/>'
                      f'<text x="{sx(x) + 14:.1f}" y="{ly:.1f}" fill="#1b1f24">{esc(name)}</text></a>')
     parts.append("</svg>")
     return "".join(parts)
@@ -257,7 +267,8 @@ def render(entries: list[tuple[str, Entry]]) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; \
+script-src 'unsafe-inline'; img-src data:">
 <title>ragenv leaderboard</title><style>{CSS}</style></head>
 <body id="top"><h1>ragenv leaderboard</h1>
 <p class="lead">Every number below was computed by replaying the submitted actions against the frozen environment

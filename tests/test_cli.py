@@ -51,7 +51,8 @@ def test_second_identical_run_is_cached_and_identical(first_run, small_dataset, 
 
 def test_unknown_names_give_one_line_errors(first_run, small_dataset):
     before = cache_entries()
-    assert_one_line_error(run_cli("evaluate", "--agent", "nope", "--dataset", str(small_dataset)), "unknown agent", "nope")
+    assert_one_line_error(run_cli("evaluate", "--agent", "nope", "--dataset", str(small_dataset)),
+                          "unknown agent", "nope")
     assert_one_line_error(run_cli("evaluate", "--dataset", "nope"), "unknown dataset", "nope")
     assert_one_line_error(run_cli("evaluate", "--dataset", str(small_dataset), "--split", "test", "--llm", "nope"),
                           "unknown LLM", "nope")
@@ -81,7 +82,8 @@ def test_corrupt_user_dataset_names_file_and_line(tmp_path):
     folder.mkdir()
     (folder / "corpus.jsonl").write_text('{"id": "a", "title": "A", "text": "alpha"}\n{"id": "a", "text": "again"}\n')
     (folder / "questions.jsonl").write_text('{"id": "q", "question": "what?", "answers": ["alpha"]}\n')
-    assert_one_line_error(run_cli("evaluate", "--dataset", str(folder), "--split", "all"), "corpus.jsonl:2", "duplicate")
+    assert_one_line_error(run_cli("evaluate", "--dataset", str(folder), "--split", "all"),
+                          "corpus.jsonl:2", "duplicate")
 
 
 def test_data_info_prints_counts():

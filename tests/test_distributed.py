@@ -135,7 +135,8 @@ def test_ray_precompute_gives_exactly_the_single_process_cache(ray_local, short_
 
 
 def test_compute_shard_matches_its_part_of_the_single_run(short_dataset, tmp_path):
-    job = PrecomputeJob(env="SmartRAG-v0", dataset=str(short_dataset), split="test", limit=4, llm=TEST_LLM, batch_size=2)
+    job = PrecomputeJob(env="SmartRAG-v0", dataset=str(short_dataset), split="test", limit=4, llm=TEST_LLM,
+                        batch_size=2)
     ids = question_ids(job)
     assert len(ids) == 4
     report = compute_shard(job, ids[:2], tmp_path / "shard.sqlite")

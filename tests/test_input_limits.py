@@ -39,9 +39,11 @@ def unicode_dataset(nq, tmp_path_factory) -> Path:
     question = nq.split("test")[0]
     gold = nq.corpus[nq.corpus.row(question.gold_passage_ids[0])]
     passages = [{"id": gold.id, "title": gold.title, "text": " ".join(gold.text.split()[:20])}]
-    passages += [{"id": p.id, "title": p.title, "text": " ".join(p.text.split()[:20])} for p in nq.corpus.passages[3000:3006]]
+    passages += [{"id": p.id, "title": p.title, "text": " ".join(p.text.split()[:20])}
+                 for p in nq.corpus.passages[3000:3006]]
     passages += [
-        {"id": "u-es", "title": "Cien años de soledad", "text": "«Cien años de soledad» es una novela de Gabriel García Márquez 📚."},
+        {"id": "u-es", "title": "Cien años de soledad",
+         "text": "«Cien años de soledad» es una novela de Gabriel García Márquez 📚."},
         {"id": "u-ja", "title": "日本語", "text": "ガブリエル・ガルシア＝マルケスが書いた小説。"},
         {"id": "u-long", "title": "Long", "text": " ".join(f"wörd{i}" for i in range(LONG_WORDS))},
         {"id": "u-one-huge-word", "title": "", "text": "語" * 40_000},
@@ -110,7 +112,8 @@ def test_prompt_beyond_the_context_is_refused_before_any_llm_work(unicode_env):
     unicode_env.reset(options={"question_id": "u-q"})
     passes = base.scorer.stats.forward_passes
     huge = base.corpus.row("u-one-huge-word")  # one 40,000-character "word": the word rule cannot shorten it
-    with pytest.raises(PromptTooLongError, match=re.escape("'u-q'") + r".*over the 8,192-token context of smollm2-135m"):
+    with pytest.raises(PromptTooLongError,
+                       match=re.escape("'u-q'") + r".*over the 8,192-token context of smollm2-135m"):
         unicode_env.step(np.array([huge, -1]))
     assert base.scorer.stats.forward_passes == passes  # refused before the model ran
     assert base.current_question.id == "u-q"  # the episode is still open
@@ -118,7 +121,8 @@ def test_prompt_beyond_the_context_is_refused_before_any_llm_work(unicode_env):
 
 
 def test_too_many_passages_for_the_context_are_refused(small_dataset, unicode_env):
-    """k = 80 passages of about 100 words each exceed SmolLM2's 8,192 tokens although each passage is within its limit."""
+    """k = 80 passages of about 100 words each exceed SmolLM2's 8,192 tokens although each passage is within its
+    limit."""
     env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="test", k=80, features=False,
                    scorer=unicode_env.unwrapped.scorer)  # the loaded SmolLM2
     env.reset(seed=0)
@@ -134,7 +138,8 @@ def test_empty_answers_and_duplicate_ids_are_named_errors(tmp_path):
         (tmp_path / "questions.jsonl").write_text("\n".join(json.dumps(r) for r in questions) + "\n")
 
     passages = [{"id": "p1", "title": "Ünïcödé", "text": "日本語 テキスト 🎉"}, {"id": 2, "text": "plain"}]
-    question = {"id": "q1", "question": "¿Dónde está 日本?", "answers": ["", "  ", "Tokio"], "gold_passage_ids": ["p1", 2]}
+    question = {"id": "q1", "question": "¿Dónde está 日本?", "answers": ["", "  ", "Tokio"],
+                "gold_passage_ids": ["p1", 2]}
     write(passages, [question])
     dataset = load_user_dataset(tmp_path)
     assert dataset.questions[0].answers == ("Tokio",) and dataset.questions[0].gold_passage_ids == ("p1", "2")

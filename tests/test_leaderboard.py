@@ -111,7 +111,8 @@ def test_replay_through_the_cli_equals_evaluate(evaluated):
     assert metric_differences(result["metrics"], scored["metrics"]) == []
     assert set(result["metrics"]) - set(scored["metrics"]) == {"seconds", "cache_hit_rate"}  # run telemetry only
     assert [r["reward"] for r in scored["per_question"]] == [r["reward"] for r in result["per_question"]]
-    assert [r["generated_answer"] for r in scored["per_question"]] == [r["generated_answer"] for r in result["per_question"]]
+    assert ([r["generated_answer"] for r in scored["per_question"]]
+            == [r["generated_answer"] for r in result["per_question"]])
 
 
 def test_reported_metrics_are_ignored(good, replay_env):
@@ -258,23 +259,27 @@ PARSE_CASES = {  # name: (mutation, words the one-line message must contain)
     "unknown field": (_set("score", 0.9), ["field score: not part of the format"]),
     "string for int": (_set("env_options.k", "3"), ["field env_options.k", "valid integer", '"3"']),
     "bool for int": (_set("dataset.limit", True), ["field dataset.limit", "valid integer", "true"]),
-    "int for string": (_set("actions.0.passage_ids", [12, 40]), ["field actions[0].passage_ids[0]", "valid string", "12 (int)"]),
+    "int for string": (_set("actions.0.passage_ids", [12, 40]),
+                       ["field actions[0].passage_ids[0]", "valid string", "12 (int)"]),
     "unknown env": (_set("env_id", "Nope-v0"), ["field env_id: unknown environment", "Nope-v0", "RAGRetrieval-v0"]),
     "unknown version": (_set("env_id", "RAGRetrieval-v1"), ['field env_id: unknown version "v1" of "RAGRetrieval"']),
     "missing env": (_drop("env_id"), ["field env_id: missing"]),
     "format version": (_set("format_version", 3), ["field format_version: expected 2", "found 3"]),
-    "format version 1": (_set("format_version", 1), ["field format_version: expected 2, found 1", "ragenv evaluate --submission"]),
+    "format version 1": (_set("format_version", 1),
+                         ["field format_version: expected 2, found 1", "ragenv evaluate --submission"]),
     "unknown dtype": (_set("llm.numerics.dtype", "int4"), ["field llm.numerics.dtype: expected", "int4"]),
     "javascript url": (_set("metadata.url", "javascript:alert(1)"), ["field metadata.url", "javascript:alert(1)"]),
     "bad fingerprint": (_set("dataset.fingerprint", "abc"), ["field dataset.fingerprint", "^[0-9a-f]{64}$"]),
     "agent type": (_set("metadata.agent_type", "superhuman"), ["field metadata.agent_type: expected", "superhuman"]),
     "control characters": (_set("metadata.name", "\x1b[31mred"), ["field metadata.name"]),
-    "negative cost": (_set("env_options.cost_per_passage", -1.0), ["field env_options.cost_per_passage", "greater than or equal to 0"]),
+    "negative cost": (_set("env_options.cost_per_passage", -1.0),
+                      ["field env_options.cost_per_passage", "greater than or equal to 0"]),
     "unknown reward": (_set("env_options.reward", "vibes"), ["field env_options.reward: expected", "vibes"]),
     "no actions": (_set("actions", []), ["field actions", "at least 1 item"]),
     "too many passages": (_set("actions.0.passage_ids", ["pa", "pb", "pc", "pd"]),
                           ["field actions[0].passage_ids: expected at most 3 passage ids", "found 4"]),
-    "duplicate passage": (_set("actions.0.passage_ids", ["pa", "pa"]), ["field actions[0].passage_ids: expected distinct", "pa"]),
+    "duplicate passage": (_set("actions.0.passage_ids", ["pa", "pa"]),
+                          ["field actions[0].passage_ids: expected distinct", "pa"]),
     "duplicate question": (_duplicate_question, ["field actions[1].question_id: expected each question once"]),
 }
 
@@ -338,7 +343,8 @@ def test_replay_refuses_what_it_must_not_load(good):
         "local dataset": (good, False, ["field dataset.name", "--allow-local"]),
         "hub model": (_set("llm.name", "evil/model")(copy.deepcopy(good)), True,
                       ["field llm.name", "evil/model", "never downloads"]),
-        "local path model": (_set("llm.name", "/etc/passwd")(copy.deepcopy(good)), True, ["field llm.name", "/etc/passwd"]),
+        "local path model": (_set("llm.name", "/etc/passwd")(copy.deepcopy(good)), True,
+                             ["field llm.name", "/etc/passwd"]),
     }
     smart = {key: value for key, value in good.items() if key not in ("env_options", "actions")}
     smart.update(env_id="SmartRAG-v0", actions=[{"question_id": "q1", "queries": ["who?"], "answer": "Ada"}])

@@ -188,7 +188,8 @@ def expected_mask(used: list[int], quota: int) -> list[bool]:
     return [True] + [len(used) < quota and option not in used for option in range(len(QUERY_OPTIONS))]
 
 
-ILLEGAL_TYPES = st.one_of(st.none(), st.booleans(), st.text(max_size=5), st.floats().filter(lambda x: not (math.isfinite(x) and x == round(x))),
+ILLEGAL_TYPES = st.one_of(st.none(), st.booleans(), st.text(max_size=5),
+                          st.floats().filter(lambda x: not (math.isfinite(x) and x == round(x))),
                           st.lists(st.integers(0, 4), min_size=2, max_size=3), st.just([[0, 1], [2]]),
                           st.just(np.array([[1]])), st.just({"a": 1}), st.just(2 ** 70), st.just(1 + 0j))
 
@@ -206,7 +207,8 @@ def test_smartrag_any_action_sequence_follows_the_masks(smartrag_env, data, ques
         assert base.action_masks().tolist() == mask == info["action_mask"].tolist()
         legal = [a for a, ok in enumerate(mask) if ok]
         masked = [a for a, ok in enumerate(mask) if not ok]
-        kind = data.draw(st.sampled_from(["legal", "legal", "masked", "other"] if masked else ["legal", "legal", "other"]))
+        kind = data.draw(st.sampled_from(["legal", "legal", "masked", "other"] if masked
+                                         else ["legal", "legal", "other"]))
         if kind == "legal":
             action = data.draw(st.sampled_from(legal).flatmap(lambda a: st.sampled_from([a, np.int64(a), float(a)])))
         elif kind == "masked":
@@ -214,7 +216,8 @@ def test_smartrag_any_action_sequence_follows_the_masks(smartrag_env, data, ques
         else:
             action = data.draw(st.one_of(st.integers(-3, -1), st.integers(5, 9), ILLEGAL_TYPES))
         if kind != "legal":
-            BAD_INPUTS["smartrag: " + ("masked-out action" if kind == "masked" else "out-of-range or non-integer action")] += 1
+            BAD_INPUTS["smartrag: " + ("masked-out action" if kind == "masked"
+                                       else "out-of-range or non-integer action")] += 1
             with pytest.raises(InvalidActionError):
                 smartrag_env.step(action)
             assert base.num_retrievals == len(used) and base.current_question.id == q.id  # nothing changed
@@ -309,11 +312,13 @@ def test_smartrag_text_any_string_is_search_answer_or_malformed(text_env, questi
 
 JSON_VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-(2 ** 64), 2 ** 64), st.floats(), st.text(max_size=8)),
-    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=5), children, max_size=3)),
+    lambda children: st.one_of(st.lists(children, max_size=3),
+                               st.dictionaries(st.text(max_size=5), children, max_size=3)),
     max_leaves=6,
 )
 ANY_TEXT_FIELD = st.one_of(st.text(max_size=30), st.text(st.characters(codec="utf-8"), max_size=30),
-                           st.tuples(st.text(min_size=1, max_size=5), st.integers(1000, 30000)).map(lambda t: t[0] * t[1]))
+                           st.tuples(st.text(min_size=1, max_size=5),
+                                     st.integers(1000, 30000)).map(lambda t: t[0] * t[1]))
 ID = st.one_of(st.text(min_size=1, max_size=6), st.integers(-5, 50))
 MISSING = object()
 
@@ -340,9 +345,9 @@ def dataset_files(draw):
             first_bad[name] = len(lines[name])
 
     def garbage():
-        return draw(st.sampled_from([b"{", b"not json", b"\xff\xfe{}", b'{"id": "a", "text": "\xe9"}', b"[1, 2]", b'"x"',
-                                     b"42", b"null", b'{"id": ' + b"1" * 5000 + b', "text": "t"}', b"[" * 100_000,
-                                     b'{"id": 1, "text": "t"} {"id": 2}', b'{"id": 1, "text": "t"']))
+        return draw(st.sampled_from([b"{", b"not json", b"\xff\xfe{}", b'{"id": "a", "text": "\xe9"}', b"[1, 2]",
+                                     b'"x"', b"42", b"null", b'{"id": ' + b"1" * 5000 + b', "text": "t"}',
+                                     b"[" * 100_000, b'{"id": 1, "text": "t"} {"id": 2}', b'{"id": 1, "text": "t"']))
 
     for _ in range(draw(st.integers(0, 6))):
         if not clean and draw(st.integers(0, 19)) == 0:
@@ -396,7 +401,8 @@ def dataset_files(draw):
               and (source is None or isinstance(source, str)))
         if ok:
             qids.append(str(row["id"]))
-        add("questions.jsonl", json.dumps(row, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass"), not ok)
+        add("questions.jsonl", json.dumps(row, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass"),
+            not ok)
     return lines, first_bad, len(pids), len(qids)
 
 

@@ -303,7 +303,8 @@ def test_bad_configuration_and_agents_are_rejected(small_dataset, tmp_path):
         (["train", "r3", "--output", str(tmp_path / "x"), "--first-stage", "colbert", "--dataset", str(small_dataset)],
          "unknown R3 first stage"),
     ):
-        result = subprocess.run([sys.executable, "-m", "ragenv.cli", *args], capture_output=True, text=True, timeout=300)
+        result = subprocess.run([sys.executable, "-m", "ragenv.cli", *args], capture_output=True, text=True,
+                                timeout=300)
         assert result.returncode != 0
         assert expected in result.stderr + result.stdout and "Traceback" not in result.stderr
 

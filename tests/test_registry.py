@@ -6,8 +6,15 @@ import hashlib
 import pytest
 
 from ragenv.errors import ConfigError
-from ragenv.registry import (AGENTS, AgentEntry, agent_fingerprint, agent_names, check_agent_name, find_agent,
-                             register_agent)
+from ragenv.registry import (
+    AGENTS,
+    AgentEntry,
+    agent_fingerprint,
+    agent_names,
+    check_agent_name,
+    find_agent,
+    register_agent,
+)
 
 
 @pytest.mark.unit
@@ -15,7 +22,8 @@ def test_every_agent_is_listed_for_its_environment_with_its_usage():
     retrieval = agent_names("RAGRetrieval-v0")
     assert list(retrieval) == ["bm25", "bm25s", "dense", "closed-book", "oracle", "random", "r3:DIR"]
     smartrag = agent_names("SmartRAG-v0")
-    assert {"never-retrieve", "always-retrieve", "always-retrieve:keywords", "random", "oracle", "ppo:DIR"} <= set(smartrag)
+    assert ({"never-retrieve", "always-retrieve", "always-retrieve:keywords", "random", "oracle", "ppo:DIR"}
+            <= set(smartrag))
     assert all(text for text in retrieval.values()) and all(text for text in smartrag.values())
     with pytest.raises(ConfigError, match="no built-in agents"):
         agent_names("SmartRAGText-v0")
@@ -27,7 +35,8 @@ def test_unknown_names_and_missing_trained_folders_are_refused_before_anything_l
         check_agent_name("bm26", "RAGRetrieval-v0")
     with pytest.raises(ConfigError, match="unknown agent 'never-retrieve'"):
         check_agent_name("never-retrieve", "RAGRetrieval-v0")  # a SmartRAG agent
-    with pytest.raises(ConfigError, match=r"no trained R3 agent in .*model.pt or agent.json are missing.*ragenv train r3"):
+    with pytest.raises(ConfigError,
+                       match=r"no trained R3 agent in .*model.pt or agent.json are missing.*ragenv train r3"):
         check_agent_name(f"r3:{tmp_path}", "RAGRetrieval-v0")
     with pytest.raises(ConfigError, match=r"no trained PPO agent .*model.zip is missing"):
         check_agent_name(f"ppo:{tmp_path}", "SmartRAG-v0")

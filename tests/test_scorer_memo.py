@@ -31,7 +31,8 @@ def test_memo_returns_exactly_what_the_cache_returns(nq, tmp_path):
 
     reader = FrozenLLM(LLMConfig(TEST_LLM), RewardCache(path))  # empty memo: every result from SQLite
     from_cache = reader.run(requests)
-    assert all((r.score is None or r.score.cached) and (r.generation is None or r.generation.cached) for r in from_cache)
+    assert all((r.score is None or r.score.cached) and (r.generation is None or r.generation.cached)
+               for r in from_cache)
     passes = reader.stats.forward_passes
     assert reader.run(requests) == from_cache  # now from the memo
     assert computing.run(requests) == from_cache  # memo filled by computing: marked cached as the cache marks them
@@ -45,7 +46,8 @@ def test_memo_is_bounded_and_off_without_a_cache(nq, tmp_path):
     first = small.run(requests)
     assert len(small._memo) == 2 and list(small._memo) == requests[-2:]  # the oldest went first
     assert small.run(requests) == [small.run([r])[0] for r in requests]
-    assert [r.score for r in small.run(requests)] == [r.score and dataclasses.replace(r.score, cached=True) for r in first]
+    assert ([r.score for r in small.run(requests)]
+            == [r.score and dataclasses.replace(r.score, cached=True) for r in first])
     assert FrozenLLM(LLMConfig(TEST_LLM), use_cache=False).memo_size == 0
 
 
