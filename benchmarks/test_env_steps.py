@@ -27,8 +27,7 @@ from ragenv.bench import (
 )
 from ragenv.llm import FrozenLLM
 from ragenv.reward_cache import RewardCache
-from tests.conftest import TEST_LLM
-from tests.test_smartrag import N_QUESTIONS
+from tests.support import N_QUESTIONS, TEST_LLM
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # short_dataset and one_torch_thread: conftest.py
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import TEST_LLM
+from tests.support import TEST_LLM
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -27,7 +27,7 @@ from ragenv.bench import (
     scoring_flops,
 )
 from ragenv.llm import FrozenLLM, LLMConfig
-from tests.conftest import TEST_LLM
+from tests.support import TEST_LLM
 
 LLM = os.environ.get("RAGENV_BENCH_LLM", TEST_LLM)
 PROMPTS = 16

@@ -20,8 +20,7 @@ import pytest
 
 import ragenv  # noqa: F401
 from ragenv.bench import run_smartrag_episodes
-from tests.conftest import TEST_LLM
-from tests.test_smartrag import N_QUESTIONS
+from tests.support import N_QUESTIONS, TEST_LLM
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # short_dataset and one_torch_thread: conftest.py
 

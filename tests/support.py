@@ -8,6 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_LLM = "smollm2-135m"  # the fast model; Gemma is used where an issue asks for it
+N_QUESTIONS = 4  # SmartRAG questions per split in the tests: every reachable state of each is computed once
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -23,34 +22,10 @@ from ragenv.errors import ConfigError, InvalidActionError, RagenvError
 from ragenv.llm import PROMPT_VERSION, FrozenLLM, LLMConfig, PromptRequest
 from ragenv.metrics import answer_in_output, exact_match, f1_score
 from ragenv.reward_cache import RewardCache, cache_key
-from tests.conftest import TEST_LLM
+from tests import support
+from tests.support import N_QUESTIONS, TEST_LLM, assert_one_line_error
 
-N_QUESTIONS = 4  # questions per split used here: every reachable state of each is computed once
-SHORT_WORDS = 40  # passage length in the derived dataset: short prompts keep SmolLM2 fast on a small CPU
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a shared 2-core machine one intra-op thread is several times faster than two (no spin-waiting)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def short_dataset(small_dataset, tmp_path_factory) -> Path:
-    """The small_dataset folder with every passage cut to its first 40 words (same ids, questions and splits)."""
-    folder = tmp_path_factory.mktemp("small-nq-short")
-    with open(small_dataset / "corpus.jsonl") as src, open(folder / "corpus.jsonl", "w") as dst:
-        for line in src:
-            row = json.loads(line)
-            row["text"] = " ".join(row["text"].split()[:SHORT_WORDS])
-            dst.write(json.dumps(row) + "\n")
-    (folder / "questions.jsonl").write_text((small_dataset / "questions.jsonl").read_text())
-    return folder
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +78,8 @@ def test_support_and_per_word_scores_follow_the_guess_and_the_queries(env):
         for o, name in enumerate(QUERY_OPTIONS):
             passages = [base.corpus[r].contents for r in state.rows[o]]
             assert obs["closed_book_support"][o] == guess_support(info["closed_book_answer"], passages)
-            assert obs["query_scores_per_word"][o] == pytest.approx(obs["query_scores"][o] / words_in_query(info["queries"][name]))
+            expected = obs["query_scores"][o] / words_in_query(info["queries"][name])
+            assert obs["query_scores_per_word"][o] == pytest.approx(expected)
     # whole words after SQuAD normalisation; an empty guess is never supported
     assert guess_support("The Beatles!", ["Formed in 1960, the beatles were a band."]) == 1.0
     assert guess_support("Beat", ["the Beatles were a band"]) == 0.0
@@ -160,7 +136,8 @@ def test_maskable_ppo_sees_the_masks_through_wrappers(env):
 
 @pytest.mark.parametrize("action, message", [
     (5, "unknown action 5"), (-1, "unknown action -1"), (99, "retrieve with"), (1.5, "one integer"),
-    ("keywords", "one integer"), (np.array([0, 1]), "one integer"), (None, "one integer"), (float("nan"), "one integer"),
+    ("keywords", "one integer"), (np.array([0, 1]), "one integer"), (None, "one integer"),
+    (float("nan"), "one integer"),
 ])
 def test_invalid_actions_raise_and_change_nothing(env, action, message):
     env.reset(seed=3)
@@ -198,6 +175,7 @@ def test_penalize_mode_rewards_a_masked_action_and_changes_nothing(env):
     assert infos["invalid_action"][0] and infos["_invalid_action"].tolist() == [True, False]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("env_id, options, keyword", [
     ("SmartRAG-v0", {"alpha": float("nan")}, "alpha"), ("SmartRAG-v0", {"alpha": float("inf")}, "alpha"),
     ("SmartRAG-v0", {"max_retrievals": -1}, "max_retrievals"),
@@ -237,7 +215,8 @@ def test_step_outside_an_episode_is_an_error(env):
 
 @pytest.mark.parametrize("action, reason", [
     ("", "empty"), ("   ", "empty"), ("Paris", "must start with"), ("[Lookup] Paris", "must start with"),
-    ("[Answer]", "needs an answer"), ("[Search]   \nsecond line", "needs a query"), ("answer: [Answer] x", "must start with"),
+    ("[Answer]", "needs an answer"), ("[Search]   \nsecond line", "needs a query"),
+    ("answer: [Answer] x", "must start with"),
     ("[Answer] " + "x" * 2000, "longer than"),
 ])
 def test_malformed_text_actions_end_the_episode_with_minus_one(env, action, reason):
@@ -278,7 +257,8 @@ def test_discrete_episode_replays_identically_as_text_actions(env):
         text_env.reset(options={"question_id": question.id})
         for query in info["search_queries"]:
             text_env.step(f"[Search] {query}")
-        _, text_reward, _, _, text_info = text_env.step(f"[Answer] {info['answer']}" if info["answer"] else "[Answer] -")
+        answer = f"[Answer] {info['answer']}" if info["answer"] else "[Answer] -"
+        _, text_reward, _, _, text_info = text_env.step(answer)
         assert text_info["passage_ids"] == info["passage_ids"]
         if info["answer"]:
             assert text_reward == pytest.approx(reward)
@@ -294,6 +274,7 @@ def test_render_ansi(env):
     assert text.startswith("Q: ") and "reward" in text
 
 
+@pytest.mark.unit
 def test_parsers_and_query_rewrites():
     assert parse_text_action(" [Search]  capital of France \n[Answer] x") == ("search", "capital of France")
     assert parse_text_action("[answer] Paris") == ("answer", "Paris")
@@ -411,17 +392,8 @@ def test_baselines_run_and_the_oracle_bounds_them(env):
 
 
 def run_cli(*args: str, cache: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "RAGENV_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "ragenv.cli", *args], capture_output=True, text=True,
-                          env=environment, timeout=timeout)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    """``ragenv ARGS`` in a fresh process over a private reward cache, on one torch thread."""
+    return support.run_cli(*args, env={"RAGENV_CACHE": str(cache), "OMP_NUM_THREADS": "1"}, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -448,7 +420,8 @@ def test_precompute_fills_the_cache_and_evaluate_then_hits_it(cli, precomputed, 
     assert "precomputed 4 questions x 5 states" in precomputed.stdout.replace("\n", " ")
     assert RewardCache(cache / "reward_cache.sqlite").info()["entries"] >= N_QUESTIONS * 4
     out = tmp_path / "never.json"
-    result = run_cli("evaluate", "--env", "SmartRAG-v0", "--agent", "never-retrieve", *data, "--output", str(out), cache=cache)
+    result = run_cli("evaluate", "--env", "SmartRAG-v0", "--agent", "never-retrieve", *data, "--output", str(out),
+                     cache=cache)
     assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
     assert doc["metrics"]["cache_hit_rate"] == 1.0
@@ -468,9 +441,11 @@ def test_ppo_trains_saves_loads_and_evaluates_from_the_cli(cli, precomputed, tmp
     assert list(folder.glob("ppo_*/events.out.tfevents.*")), "no TensorBoard log"
     meta = json.loads((folder / "agent.json").read_text())
     assert meta["training"]["timesteps"] >= 256 and meta["env_options"]["alpha"] == 0.2
-    assert list(meta["observation_shapes"]) == keys.split(",") and meta["observation_shapes"]["closed_book_support"] == [4]
+    assert list(meta["observation_shapes"]) == keys.split(",")
+    assert meta["observation_shapes"]["closed_book_support"] == [4]
     out = tmp_path / "ppo.json"
-    result = run_cli("evaluate", "--env", "SmartRAG-v0", "--agent", f"ppo:{folder}", *data, "--output", str(out), cache=cache)
+    result = run_cli("evaluate", "--env", "SmartRAG-v0", "--agent", f"ppo:{folder}", *data, "--output", str(out),
+                     cache=cache)
     assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
     assert doc["n"] == N_QUESTIONS and doc["metrics"]["cache_hit_rate"] == 1.0
@@ -497,7 +472,8 @@ def test_ppo_trains_saves_loads_and_evaluates_from_the_cli(cli, precomputed, tmp
 
 def test_cli_errors_are_one_line(cli):
     cache, data = cli
-    assert_one_line_error(run_cli("evaluate", "--env", "SmartRAG-v0", "--agent", "ppo:/no/such/dir", *data, cache=cache),
+    assert_one_line_error(run_cli("evaluate", "--env", "SmartRAG-v0", "--agent", "ppo:/no/such/dir", *data,
+                                  cache=cache),
                           "no trained PPO agent")
     assert_one_line_error(run_cli("evaluate", "--env", "SmartRAG-v0", "--agent", "always-retrieve:bogus", *data,
                                   cache=cache), "unknown agent")
