@@ -13,8 +13,9 @@ from ragenv.envs.vector import RAGRetrievalVectorEnv, SmartRAGVectorEnv
 from ragenv.errors import InvalidActionError
 from ragenv.llm import FrozenLLM, LLMConfig
 from ragenv.reward_cache import RewardCache
-from tests.conftest import TEST_LLM
-from tests.test_smartrag import N_QUESTIONS, one_torch_thread, short_dataset  # noqa: F401
+from tests.support import N_QUESTIONS, TEST_LLM
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NUM_ENVS = 3
 
