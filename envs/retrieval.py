@@ -9,8 +9,8 @@ import numpy as np
 from gymnasium import spaces
 
 from ragenv.data import Dataset, Passage, Question
+from ragenv.envs.components import SharedEnvMixin, build_components, check_choice, check_flag, check_int, check_number
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
-from ragenv.envs.components import SharedEnvMixin, build_components
 from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest
 from ragenv.metrics import answer_in_output, exact_match, f1_score, hit_at_k
 from ragenv.reward_cache import RewardCache
@@ -41,9 +41,11 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
     corpus size). ``-1`` leaves a slot empty, so ``[-1] * k`` is closed-book. The
     passages are shown to the LLM in the given order. Rows outside ``[-1, N-1]``, a
     wrong shape, non-integers and a passage chosen twice raise
-    :class:`ragenv.errors.InvalidActionError` and change nothing. Vector policies can
-    wrap the environment in :class:`ragenv.envs.CandidateScoreAction` and act with
-    ``Box(m)`` scores over the first-stage candidates instead.
+    :class:`ragenv.errors.InvalidActionError` and change nothing. Continuous-action
+    policies can wrap the environment in :class:`ragenv.envs.wrappers.CandidateScoreAction`
+    and act with ``Box(-1, 1, (m,), float32)`` scores over the first-stage candidates
+    instead: the top-``k`` scored candidates become the passage action (only the order
+    counts, so finite scores outside ``[-1, 1]`` act too).
 
     ## Observation Space
     A ``Dict``:
@@ -89,7 +91,31 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
     ``data_dir``, ``cache`` (a :class:`RewardCache` or path), ``scorer`` (a shared
     :class:`FrozenLLM`), ``dtype`` (the LLM's precision: ``float32``, the canonical setting
     this version is defined in, or the opt-in ``bfloat16``/``float16``, whose results are
-    recorded as non-canonical) and ``device`` (``auto``, ``cpu``, ``cuda``).
+    recorded as non-canonical) and ``device`` (``auto``, ``cpu``, ``cuda``). ``k``,
+    ``num_candidates`` and ``limit`` are integers >= 1, ``cost_per_passage`` a finite number
+    >= 0; every keyword is checked when the environment is made, before any data or model is
+    read (:class:`ragenv.errors.ConfigError`, naming the keyword and the value).
+
+    ## Vectorisation
+    ``gym.make_vec`` builds :class:`ragenv.envs.vector.RAGRetrievalVectorEnv` by default
+    (``vectorization_mode="vector_entry_point"``: one frozen-LLM batch per vector step).
+    Gymnasium's ``"sync"`` and ``"async"`` modes work too and give the same rewards; a forked
+    ``async`` worker runs torch on one thread (forking after torch's thread pool has run would
+    otherwise hang it), and ``vector_kwargs={"context": "spawn"}`` is another way out.
+
+    ## Version History
+    * v0, after ragenv 0.2.0: no change to rewards, observations or the action space.
+      :class:`~ragenv.envs.wrappers.CandidateScoreAction` (now in ``ragenv.envs.wrappers``;
+      the old import still works) has the action space ``Box(-1, 1)`` of its vector twin
+      instead of ``Box(-inf, inf)``, so Stable-Baselines3 accepts it; it still acts on any
+      finite scores. Keywords are checked at make time: a NaN, infinite or negative
+      ``cost_per_passage``, a non-integer or non-positive ``k``/``num_candidates``/``limit``,
+      an unknown ``first_stage`` or a non-bool flag is refused instead of giving NaN rewards
+      or failing later. ``async`` vectorisation after the LLM ran in the same process no
+      longer hangs.
+    * v0, ragenv 0.2.0: the frozen LLM runs in float32 on every machine (the canonical
+      setting; ``dtype``/``device`` keywords for opt-in settings, recorded as non-canonical).
+    * v0, ragenv 0.1.0: initial version.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -116,12 +142,13 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         dtype: str | None = None,
         device: str | None = None,
     ):
-        if reward not in REWARDS:
-            raise ConfigError(f"unknown reward {reward!r}: use one of {', '.join(REWARDS)}")
-        if k < 1 or num_candidates < 1:
-            raise ConfigError("k and num_candidates must be at least 1")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(f"unknown render_mode {render_mode!r}: use 'ansi' or None")
+        # Every keyword is checked before any data or model is read (build_components checks the shared ones).
+        check_choice("reward", reward, REWARDS)
+        k, num_candidates = check_int("k", k), check_int("num_candidates", num_candidates)
+        cost_per_passage = check_number("cost_per_passage", cost_per_passage, minimum=0.0)
+        generate_answers = check_flag("generate_answers", generate_answers)
+        diagnostics = check_flag("diagnostics", diagnostics)
+        check_choice("render_mode", render_mode, [None, *self.metadata["render_modes"]])
         parts = build_components(dataset, split, limit, data_dir, llm, cache, scorer, first_stage, features, encoder,
                                  dtype=dtype, device=device)
         self.dataset, self.corpus, self.questions = parts.dataset, parts.corpus, parts.questions
@@ -141,7 +168,8 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         self.action_space = spaces.MultiDiscrete(np.full(k, n + 1), start=np.full(k, EMPTY), dtype=np.int64)
         charset = sorted({ch for q in self.questions for ch in q.question} | set(" "))
         obs = {
-            "question": spaces.Text(max_length=max(len(q.question) for q in self.questions), min_length=1, charset="".join(charset)),
+            "question": spaces.Text(max_length=max(len(q.question) for q in self.questions), min_length=1,
+                                    charset="".join(charset)),
             "candidate_ids": spaces.Box(EMPTY, n - 1, (num_candidates,), np.int64),
             "candidate_scores": spaces.Box(-np.inf, np.inf, (num_candidates,), np.float32),
         }
@@ -227,7 +255,8 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
             raise InvalidActionError(f"action must have shape ({self.k},), got {arr.shape}")
         n = len(self.corpus)
         if not np.issubdtype(arr.dtype, np.integer):
-            if not (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+            whole = np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
+            if not whole:
                 raise InvalidActionError(f"action must hold integer passage rows, got dtype {arr.dtype}")
             if np.any((arr < EMPTY) | (arr >= n)):  # checked before the cast, which would wrap huge values
                 raise InvalidActionError(f"passage rows {[float(x) for x in arr if x < EMPTY or x >= n]} are out of "
@@ -250,12 +279,12 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         comes from, or goes into, the reward cache.
         """
         width = max((len(rows) for _, rows in requests), default=0)
-        prompts = [PromptRequest(q, ()) for q, _ in requests]
+        prompts = [PromptRequest(question=q, passages=()) for q, _ in requests]
         slots = []
         for n, (q, rows) in enumerate(requests):
             for j, row in enumerate(rows):
                 if int(row) >= 0:
-                    prompts.append(PromptRequest(q, (self.corpus[int(row)],)))
+                    prompts.append(PromptRequest(question=q, passages=(self.corpus[int(row)],)))
                     slots.append((n, j))
         results = self.scorer.run(prompts)
         closed = np.array([r.score.mean_logprob for r in results[: len(requests)]], dtype=np.float32)
@@ -268,8 +297,9 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
     def outcomes(self, requests: Sequence[tuple[Question, Sequence[int]]]) -> list[StepOutcome]:
         """Rewards and info for many (question, rows) choices, with batched LLM calls."""
         passage_lists = [tuple(self.corpus[r] for r in rows) for _, rows in requests]
-        prompts = [PromptRequest(q, ps, None, self.generate_answers) for (q, _), ps in zip(requests, passage_lists)]
-        prompts += [PromptRequest(q, ()) for q, _ in requests]  # closed-book baselines of the same questions
+        prompts = [PromptRequest(question=q, passages=ps, generate=self.generate_answers)
+                   for (q, _), ps in zip(requests, passage_lists)]
+        prompts += [PromptRequest(question=q, passages=()) for q, _ in requests]  # the same questions closed-book
         answered = self.scorer.run(prompts)
         with_passages, closed_book = answered[: len(requests)], answered[len(requests):]
         results = []
@@ -313,8 +343,11 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
             if single_passages:
                 self.passage_feedback([(q, self.candidates(q)[0].tolist()) for q in chunk])
 
-        what = f"closed-book + first-stage top-{self.k}" + (f" + each of {self.num_candidates} candidates" if single_passages else "")
-        report = self._precompute_batches(questions, batch_size, progress, on_batch, f"RAGRetrieval precompute ({what})", work)
+        what = f"closed-book + first-stage top-{self.k}"
+        if single_passages:
+            what += f" + each of {self.num_candidates} candidates"
+        report = self._precompute_batches(questions, batch_size, progress, on_batch,
+                                          f"RAGRetrieval precompute ({what})", work)
         return {**report, "states_per_question": 1 + (self.num_candidates if single_passages else 0)}
 
     # ------------------------------------------------------------------ Gymnasium API
@@ -363,31 +396,6 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         return "\n".join(lines)
 
 
-class CandidateScoreAction(gym.ActionWrapper):
-    """Act with ``Box(m)`` scores over the first-stage candidates; the top-k become the passage action.
-
-    Lets vector policies (e.g. stable-baselines3) drive RAGRetrieval-v0. Empty candidate
-    slots (-1) are never chosen.
-    """
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        base = env.unwrapped
-        self.action_space = spaces.Box(-np.inf, np.inf, (base.num_candidates,), np.float32)
-        self._candidates: np.ndarray | None = None
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        self._candidates = obs["candidate_ids"]
-        return obs, info
-
-    def action(self, action):
-        scores = np.asarray(action, dtype=np.float64).reshape(-1)
-        if scores.shape != (len(self._candidates),) or not np.all(np.isfinite(scores)):
-            raise InvalidActionError(f"score action must be {len(self._candidates)} finite numbers")
-        return top_scored_candidates(scores, self._candidates, self.env.unwrapped.k)
-
-
 def top_scored_candidates(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
     """The passage action that ``Box(m)`` scores over first-stage ``candidates`` stand for.
 
@@ -398,3 +406,12 @@ def top_scored_candidates(scores: np.ndarray, candidates: np.ndarray, k: int) ->
     order = np.argsort(-scores, kind="stable")[:k]
     chosen = [int(candidates[i]) for i in order if np.isfinite(scores[i])]
     return np.array(chosen + [EMPTY] * (k - len(chosen)), dtype=np.int64)
+
+
+def __getattr__(name: str):
+    """``CandidateScoreAction`` moved to :mod:`ragenv.envs.wrappers`; the old import keeps working."""
+    if name == "CandidateScoreAction":
+        from ragenv.envs.wrappers import CandidateScoreAction
+
+        return CandidateScoreAction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

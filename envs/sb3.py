@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.wrappers.vector import FilterObservation
 from stable_baselines3.common.vec_env import VecEnv
 
-from ragenv.envs.vector import CandidateScoreVectorAction
+from ragenv.envs.wrappers import CandidateScoreVectorAction
 from ragenv.errors import ConfigError
 
 __all__ = ["SB3VecEnv", "sb3_retrieval_vec_env"]

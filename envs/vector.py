@@ -29,7 +29,8 @@ returns reward 0. ``autoreset_mode="SameStep"`` and ``"Disabled"`` are supported
 Stable-Baselines3 has its own VecEnv API (same-step reset, ``terminal_observation``): wrap a
 vector environment in :class:`ragenv.envs.sb3.SB3VecEnv`. SmartRAG-v0 gives ``action_masks()``
 for sb3-contrib's ``MaskablePPO``; RAGRetrieval-v0 first needs its text dropped and a ``Box``
-action (:class:`CandidateScoreVectorAction`; :func:`ragenv.envs.sb3.sb3_retrieval_vec_env` does both)::
+action (:class:`ragenv.envs.wrappers.CandidateScoreVectorAction`; :func:`ragenv.envs.sb3.sb3_retrieval_vec_env`
+does both)::
 
     from ragenv.envs.sb3 import SB3VecEnv
     venv = SB3VecEnv(gym.make_vec("SmartRAG-v0", num_envs=8, vectorization_mode="vector_entry_point", ...))
@@ -43,12 +44,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
-from ragenv.envs.retrieval import EMPTY, RAGRetrievalEnv, top_scored_candidates
+from ragenv.envs.retrieval import RAGRetrievalEnv
 from ragenv.envs.smartrag.env import SmartRAGEnv
+from ragenv.envs.wrappers import CandidateScoreVectorAction  # re-exported: it lived here
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
 
 __all__ = ["CandidateScoreVectorAction", "RAGRetrievalVectorEnv", "SmartRAGVectorEnv"]
@@ -261,42 +262,3 @@ class SmartRAGVectorEnv(_BatchedVectorEnv):
             else:
                 masks[i] = env.action_masks()
         return masks
-
-
-# --------------------------------------------------------------------------- score actions (continuous learners)
-
-
-class CandidateScoreVectorAction(VectorWrapper):
-    """The vector form of :class:`ragenv.envs.CandidateScoreAction`: ``Box(m)`` scores per sub-environment.
-
-    The top-``k`` scored first-stage candidates of each sub-environment become its passage action
-    (empty candidate slots are never chosen), so continuous-action learners (SB3's PPO) can drive
-    RAGRetrieval-v0.
-    """
-
-    def __init__(self, env: VectorEnv):
-        super().__init__(env)
-        base = env.unwrapped.envs[0]
-        self.k, self.m = base.k, base.num_candidates
-        # finite bounds: SB3 needs them for continuous actions (scores only rank, any finite values act)
-        self.single_action_space = spaces.Box(-1.0, 1.0, (self.m,), np.float32)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._candidates = np.full((self.num_envs, self.m), EMPTY, dtype=np.int64)
-
-    def _remember(self, observations) -> None:
-        self._candidates = np.array(observations["candidate_ids"], dtype=np.int64, copy=True)
-
-    def reset(self, **kwargs):
-        observations, infos = self.env.reset(**kwargs)
-        self._remember(observations)
-        return observations, infos
-
-    def step(self, actions):
-        scores = np.asarray(actions, dtype=np.float64)
-        if scores.shape != (self.num_envs, self.m) or not np.all(np.isfinite(scores)):
-            raise InvalidActionError(f"score actions must be {self.num_envs} x {self.m} finite numbers, "
-                                     f"got shape {scores.shape}")
-        rows = np.stack([top_scored_candidates(scores[i], self._candidates[i], self.k) for i in range(self.num_envs)])
-        observations, rewards, terminations, truncations, infos = self.env.step(rows)
-        self._remember(observations)
-        return observations, rewards, terminations, truncations, infos
