@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 from ragenv.errors import ConfigError
 
@@ -270,27 +271,8 @@ class _Checkpoint:
         self.folder, self.identity = folder, identity
         self.monitor, self.dummy, self.venv = monitor, dummy, venv
 
-    def callback(self):
-        from stable_baselines3.common.callbacks import BaseCallback
-
-        checkpoint = self
-
-        class SaveAfterUpdate(BaseCallback):
-            """Saves when a rollout starts, i.e. after the previous update (not before the first)."""
-
-            def __init__(self):
-                super().__init__()
-                self.first = True
-
-            def _on_rollout_start(self) -> None:
-                if not self.first:
-                    checkpoint.save(self.model)
-                self.first = False
-
-            def _on_step(self) -> bool:
-                return True
-
-        return SaveAfterUpdate()
+    def callback(self) -> SaveAfterUpdate:
+        return SaveAfterUpdate(self)
 
     def save(self, model) -> None:
         import random
@@ -365,6 +347,23 @@ class _Checkpoint:
 
         for suffix in ("", ".tmp", ".old"):
             shutil.rmtree(self.folder.with_name(self.folder.name + suffix), ignore_errors=True)
+
+
+class SaveAfterUpdate(BaseCallback):
+    """Saves ``checkpoint`` when a rollout starts, i.e. after the previous PPO update (not before the first)."""
+
+    def __init__(self, checkpoint: _Checkpoint):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.first = True
+
+    def _on_rollout_start(self) -> None:
+        if not self.first:
+            self.checkpoint.save(self.model)
+        self.first = False
+
+    def _on_step(self) -> bool:
+        return True
 
 
 # --------------------------------------------------------------------------- alpha sweep
