@@ -14,6 +14,7 @@ from ragenv.errors import ConfigError, InvalidActionError, RagenvError
 from ragenv.llm import FrozenLLM, LLMConfig, PromptRequest
 from ragenv.metrics import answer_in_output, exact_match, f1_score, hit_at_k
 from ragenv.reward_cache import RewardCache
+from ragenv.spec import DEFAULT_LLM
 
 REWARDS = ("logprob", "logprob_gain", "em", "f1", "accuracy")
 EMPTY = -1  # an action slot that selects no passage
@@ -124,7 +125,7 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         self,
         dataset: str | Dataset = "nq",
         split: str = "train",
-        llm: str | LLMConfig = "gemma-3-270m",
+        llm: str | LLMConfig = DEFAULT_LLM,
         k: int = 3,
         num_candidates: int = 20,
         first_stage: str = "bm25s",

