@@ -4,15 +4,8 @@ By default the policy sees the retrieval count, the query options used and each 
 first-stage top-1 score (``PPOConfig.observation_keys``), and chooses ANSWER or
 RETRIEVE(option) among the legal actions (the environment's ``action_masks``). The frozen
 LLM's closed-book confidence, the per-word scores, the guess support and the question and
-context embeddings can be added (``--observation-keys``). A
-first (64, 64) policy over every feature, embeddings included, memorised its 500 training
-questions (training return 0.369, nq test 0.094, below always-retrieve's 0.153). The
-defaults were then chosen on a validation split carved from nq train (trained on its first
-400 questions, scored on the next 100): a 16-unit policy over the scores, trained for 100k
-steps, scored 0.193 there, against 0.171 for always-retrieve and 0.109 for never-retrieve.
-A later check on the same split (``scripts/ppo_train_validation_split.py nq``, 2 seeds) kept
-them: adding the closed-book confidence, or the per-word scores and guess support, moved the
-mean reward by less than the seeds' spread (0.197, 0.208, 0.191).
+context embeddings can be added (``--observation-keys``). How the defaults were chosen (on a
+validation split carved from nq train, never on test) is in ``docs/results/smartrag.md``.
 Observations are normalised by a running mean and
 variance (SB3's ``VecNormalize``) fitted during training and frozen afterwards.
 
@@ -30,49 +23,18 @@ import json
 import math
 import pickle
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from ragenv.agents.ppo_config import EMBEDDING_KEYS, PPOConfig
+from ragenv.checkpoint import Checkpoint, generator_states, restore_generators
 from ragenv.errors import ConfigError
 
 AGENT_FORMAT = 2  # 2: observation_keys
-EMBEDDING_KEYS = ("question_embedding", "context_embedding")
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """MaskablePPO settings. The defaults produce the README's SmartRAG-v0 figures."""
-
-    total_timesteps: int = 100_000
-    learning_rate: float = 1e-3
-    n_steps: int = 512  # environment steps per rollout (one environment)
-    batch_size: int = 256
-    n_epochs: int = 4
-    gamma: float = 1.0  # episodes are at most max_retrievals + 1 steps; the reward comes at the end
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    net_arch: tuple[int, ...] = (16,)
-    observation_keys: tuple[str, ...] = ("retrievals", "query_used", "query_scores")
-    normalize_observations: bool = True
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self):
-        if self.total_timesteps < 1 or self.n_steps < 2 or self.batch_size < 2:
-            raise ConfigError("PPO needs total_timesteps >= 1, n_steps >= 2 and batch_size >= 2")
-        if not self.observation_keys:
-            raise ConfigError("PPO needs at least one observation key")
-
-    @property
-    def needs_features(self) -> bool:
-        """Whether the policy reads encoder embeddings (the environment must be made with features=True)."""
-        return any(key in EMBEDDING_KEYS for key in self.observation_keys)
 
 
 def observation_shapes(space, keys: Sequence[str]) -> dict[str, list[int]]:
@@ -113,11 +75,10 @@ class PPOAgent:
         same configuration continues from it and ends with exactly the model an uninterrupted
         run gives. ``log``: a callable given one line when training resumes.
         """
+        from gymnasium.wrappers import FilterObservation
         from sb3_contrib import MaskablePPO
         from stable_baselines3.common.monitor import Monitor
         from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
-        from gymnasium.wrappers import FilterObservation
 
         base = env.unwrapped
         shapes = observation_shapes(base.observation_space, config.observation_keys)
@@ -146,7 +107,8 @@ class PPOAgent:
             model = MaskablePPO(
                 "MultiInputPolicy", venv,
                 learning_rate=config.learning_rate, n_steps=config.n_steps, batch_size=config.batch_size,
-                n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda, clip_range=config.clip_range,
+                n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
+                clip_range=config.clip_range,
                 ent_coef=config.ent_coef, vf_coef=config.vf_coef, policy_kwargs={"net_arch": list(config.net_arch)},
                 tensorboard_log=str(output) if output is not None else None, seed=config.seed, device=config.device,
                 verbose=0,
@@ -221,8 +183,8 @@ class PPOAgent:
             base = env.unwrapped
             shapes = observation_shapes(base.observation_space, config.observation_keys)
             if shapes != metadata.get("observation_shapes"):
-                raise ConfigError(f"the PPO agent in {folder} was trained on observations {metadata.get('observation_shapes')} "
-                                  f"but the environment gives {shapes}")
+                raise ConfigError(f"the PPO agent in {folder} was trained on observations "
+                                  f"{metadata.get('observation_shapes')} but the environment gives {shapes}")
         try:
             model = MaskablePPO.load(folder / "model.zip", device=config.device)
             normalizer = None
@@ -231,7 +193,8 @@ class PPOAgent:
                     normalizer = pickle.load(handle)
                 normalizer.training = False
         except Exception as exc:  # noqa: BLE001 - a damaged zip or pickle can fail in many ways
-            raise ConfigError(f"cannot load the PPO agent in {folder}: {type(exc).__name__}: {exc}; retrain it") from None
+            raise ConfigError(f"cannot load the PPO agent in {folder}: {type(exc).__name__}: {exc}; "
+                              "retrain it") from None
         return cls(model, normalizer, metadata, env=env.unwrapped if env is not None else None, config=config)
 
     # ------------------------------------------------------------------ acting
@@ -258,79 +221,50 @@ class PPOAgent:
 # --------------------------------------------------------------------------- checkpoints
 
 
-class _Checkpoint:
-    """Training state after each PPO update, written atomically, so that a killed run resumes exactly.
+class _Checkpoint(Checkpoint):
+    """Training state after each PPO update, written as one snapshot, so that a killed run resumes exactly.
 
     ``checkpoint/`` holds ``model.zip`` (policy, optimizer, step counters, the last observation),
-    ``vecnormalize.pkl`` and ``state.pkl`` (the run identity, the environment's episode in
-    progress and generator, the Monitor's episode lists, and the torch, NumPy and Python
-    generators). Files are written to ``checkpoint.tmp/`` and swapped in by renames.
+    ``vecnormalize.pkl`` and ``state.pkl`` (the environment's episode in progress and generator,
+    the Monitor's episode lists, and the torch, NumPy and Python generators), tagged with the
+    run's identity (:class:`ragenv.checkpoint.Checkpoint`).
     """
 
     def __init__(self, folder: Path, identity: dict, monitor, dummy, venv):
-        self.folder, self.identity = folder, identity
+        super().__init__(folder, identity)
         self.monitor, self.dummy, self.venv = monitor, dummy, venv
 
     def callback(self) -> SaveAfterUpdate:
         return SaveAfterUpdate(self)
 
     def save(self, model) -> None:
-        import random
-        import shutil
-
-        import torch
-
-        tmp = self.folder.with_name(self.folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model.save(tmp / "model.zip")
-        vec = model.get_vec_normalize_env()
-        if vec is not None:
-            with open(tmp / "vecnormalize.pkl", "wb") as handle:
-                pickle.dump(vec, handle)
         monitor = {k: getattr(self.monitor, k) for k in ("rewards", "needs_reset", "episode_returns", "episode_lengths",
                                                           "episode_times", "total_steps")}
-        state = {"identity": self.identity, "timesteps": int(model.num_timesteps),
-                 "env": self.monitor.unwrapped.get_state(), "monitor": monitor,
+        state = {"timesteps": int(model.num_timesteps), "env": self.monitor.unwrapped.get_state(), "monitor": monitor,
                  "vec_buffers": {"reset_infos": self.dummy.reset_infos, "seeds": self.dummy._seeds,
                                  "options": self.dummy._options},
-                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}
-        with open(tmp / "state.pkl", "wb") as handle:
-            pickle.dump(state, handle)
-        old = self.folder.with_name(self.folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.folder.exists():
-            self.folder.rename(old)
-        tmp.rename(self.folder)
-        shutil.rmtree(old, ignore_errors=True)
+                 "generators": generator_states()}
+        with self.snapshot() as folder:
+            model.save(folder / "model.zip")
+            vec = model.get_vec_normalize_env()
+            if vec is not None:
+                with open(folder / "vecnormalize.pkl", "wb") as handle:
+                    pickle.dump(vec, handle)
+            self.write_into(folder, "state.pkl", state)
 
     def load(self) -> dict | None:
         """The saved state if a checkpoint of this very run exists (else None: train from scratch)."""
-        folder = self.folder
-        if not (folder / "state.pkl").is_file():
-            old = folder.with_name(folder.name + ".old")  # killed between the two renames
-            if not (old / "state.pkl").is_file():
-                return None
-            old.rename(folder)
-        try:
-            with open(folder / "state.pkl", "rb") as handle:
-                state = pickle.load(handle)
-        except Exception:  # noqa: BLE001 - a checkpoint torn by a crash is just not used
-            return None
-        if state.get("identity") != self.identity:
+        state = self.read("state.pkl")
+        if state is None:
             return None
         venv = self.venv
-        if (folder / "vecnormalize.pkl").is_file():
+        if (self.folder / "vecnormalize.pkl").is_file():
             from stable_baselines3.common.vec_env import VecNormalize
 
-            venv = VecNormalize.load(str(folder / "vecnormalize.pkl"), self.dummy)
+            venv = VecNormalize.load(str(self.folder / "vecnormalize.pkl"), self.dummy)
         return {**state, "venv": venv}
 
     def restore(self, state: dict, model) -> None:
-        import random
-
-        import torch
-
         self.dummy.reset()  # arms the wrappers' reset checks; everything it changed is overwritten below
         self.monitor.unwrapped.set_state(state["env"])
         for key, value in state["monitor"].items():
@@ -338,15 +272,7 @@ class _Checkpoint:
         self.dummy.reset_infos = state["vec_buffers"]["reset_infos"]
         self.dummy._seeds = state["vec_buffers"]["seeds"]  # loading re-seeded the env; undo that
         self.dummy._options = state["vec_buffers"]["options"]
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-
-    def remove(self) -> None:
-        import shutil
-
-        for suffix in ("", ".tmp", ".old"):
-            shutil.rmtree(self.folder.with_name(self.folder.name + suffix), ignore_errors=True)
+        restore_generators(state["generators"])
 
 
 class SaveAfterUpdate(BaseCallback):
@@ -385,7 +311,8 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
     from ragenv.evaluate import EvalConfig, evaluate, write_json
 
     workdir = Path(workdir)
-    common = dict(dataset=dataset, llm=llm, data_dir=data_dir, features=config.needs_features, dtype=dtype, device=device)
+    common = dict(dataset=dataset, llm=llm, data_dir=data_dir, features=config.needs_features, dtype=dtype,
+                  device=device)
     train_env = gym.make("SmartRAG-v0", split=split, limit=limit, **common)
     eval_env = gym.make("SmartRAG-v0", split=eval_split, limit=eval_limit, **common)
     log(f"precomputing {dataset}/{split} and {dataset}/{eval_split} (frozen LLM, once for every alpha)")

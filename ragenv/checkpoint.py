@@ -2,15 +2,18 @@
 
 A checkpoint folder holds named payloads, each pickled with the run's *identity* (its config,
 questions and model): a payload written by another run, or torn by a crash, reads as absent,
-so a resume never mixes two runs. Every file is written atomically.
+so a resume never mixes two runs. Every file is written atomically, one by one (:meth:`Checkpoint.write`),
+or a whole set of files at once (:meth:`Checkpoint.snapshot`: files that must match each other,
+such as a model and the state of the run that produced it).
 """
 from __future__ import annotations
 
 import pickle
 import random
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ragenv.atomic import atomic_path
 
@@ -23,6 +26,7 @@ class Checkpoint:
 
     def read(self, name: str) -> Any | None:
         """The payload saved as ``name`` by this same run, else None (missing, torn or another run's)."""
+        self.recover()
         try:
             with open(self.folder / name, "rb") as handle:
                 payload = pickle.load(handle)
@@ -37,9 +41,45 @@ class Checkpoint:
         with atomic_path(self.folder / name) as tmp, open(tmp, "wb") as handle:
             pickle.dump({"identity": self.identity, "data": data}, handle)
 
+    def write_into(self, folder: Path, name: str, data: Any) -> None:
+        """Save ``data`` as ``name`` inside a :meth:`snapshot` being written."""
+        with open(Path(folder) / name, "wb") as handle:
+            pickle.dump({"identity": self.identity, "data": data}, handle)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Path]:
+        """Yield an empty folder to write a whole checkpoint into; on success it replaces the old one at once.
+
+        Two renames (old aside, new in); a kill between them leaves the old one aside, which
+        :meth:`recover` (called by :meth:`read`) puts back.
+        """
+        tmp, old = self._beside(".tmp"), self._beside(".old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        if self.folder.exists():
+            self.folder.rename(old)
+        tmp.rename(self.folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def recover(self) -> None:
+        """Put back a checkpoint a kill left aside between :meth:`snapshot`'s two renames."""
+        old = self._beside(".old")
+        if not self.folder.exists() and old.exists():
+            old.rename(self.folder)
+
     def remove(self) -> None:
-        """Delete the folder: the run completed."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete the folder (and any snapshot in progress): the run completed."""
+        for folder in (self.folder, self._beside(".tmp"), self._beside(".old")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _beside(self, suffix: str) -> Path:
+        return self.folder.with_name(self.folder.name + suffix)
 
 
 def generator_states() -> dict:

@@ -5,12 +5,13 @@ import math
 import os
 import sys
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Optional, cast
+from typing import TYPE_CHECKING, Optional, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from ragenv.agents.ppo_config import PPOConfig
 from ragenv.agents.r3.training import R3Config
 from ragenv.cli_config import config_options
 from ragenv.errors import RagenvError
@@ -238,7 +239,7 @@ def precompute(
     """
     import time
 
-    from ragenv.distributed import PrecomputeJob, make_env, ray_precompute
+    from ragenv.distributed import PrecomputeJob, ray_precompute, run_precompute
     from ragenv.evaluate import env_options_for
 
     if workers is not None and not (ray or ray_address):
@@ -256,30 +257,15 @@ def precompute(
                       f"{report['entries_added']} new cache entries merged, "
                       f"{time.perf_counter() - started:.1f} s; cache {report['cache']}")
         return
-    base = make_env(job)
-    from ragenv.journal import RunJournal
-
-    journal = RunJournal("precompute", {"env": env, "options": {**base.env_options, **job.precompute_options},
-                                        "llm_fingerprint": base.scorer.cache_fingerprint,
-                                        "dataset_fingerprint": base.dataset.split_fingerprint(split), "limit": limit,
-                                        "cache": str(base.scorer.cache.path)})
-    finished = {qid for r in journal.load() for qid in r["precomputed"]}
-    journal.start([{"precomputed": sorted(finished)}] if finished else [])
-    remaining = [q for q in base.questions if q.id not in finished]
-    if finished:
-        console.print(f"resuming an interrupted precompute: {len(base.questions) - len(remaining)} of "
-                      f"{len(base.questions)} questions were already done ({journal.path})")
-    report = base.precompute(remaining, batch_size=batch_size, progress=True, **job.precompute_options,
-                             on_batch=lambda chunk: journal.append([{"precomputed": [q.id for q in chunk]}]))
-    journal.finish()
-    work = base.scorer.stats
+    report = run_precompute(job, progress=True, log=console.print)
     console.print(f"precomputed {report['questions']} questions x {report['states_per_question']} states of {env} "
                   f"({dataset}/{split}, {llm}): {report['llm_sequences_computed']} LLM sequences computed, "
-                  f"{work.model_loads} model loads, {time.perf_counter() - started:.1f} s; "
-                  f"cache {base.scorer.cache.path}")
+                  f"{report['model_loads']} model loads, {time.perf_counter() - started:.1f} s; "
+                  f"cache {report['cache']}")
 
 
 @train_app.command("ppo")
+@config_options(PPOConfig, skip=("device",), aliases={"total_timesteps": ("--steps",)})
 def train_ppo(
     output: str = typer.Option(..., help="Folder for the trained agent and its TensorBoard logs."),
     env: str = typer.Option("SmartRAG-v0", help="Environment id (SmartRAG-v0)."),
@@ -287,38 +273,31 @@ def train_ppo(
     split: str = split_option("train", "Split to train on"),
     limit: Optional[int] = limit_option(),
     llm: str = llm_option(),
-    steps: Optional[int] = typer.Option(
-        None, help="Environment steps to train for (default: PPOConfig.total_timesteps)."),
     alpha: float = typer.Option(0.2, help="Reward cost per retrieval."),
     max_retrievals: int = typer.Option(1, help="Retrieval quota per question."),
-    seed: int = typer.Option(0, help="Seed of the policy and of the question draws."),
-    observation_keys: Optional[str] = typer.Option(
-        None, help="Comma-separated SmartRAG-v0 observation keys the policy reads "
-                   "(default: PPOConfig.observation_keys)."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = data_dir_option(),
     dtype: str = dtype_option(),
     device: str = device_option(),
+    config_overrides: Optional[dict] = None,
 ):
-    """Train the MaskablePPO policy on SmartRAG-v0 (the cache is filled first); evaluate it with --agent ppo:DIR."""
+    """Train the MaskablePPO policy on SmartRAG-v0 (the cache is filled first); evaluate it with --agent ppo:DIR.
+
+    Every PPOConfig field is an option (--steps, --observation-keys, --net-arch, ...).
+    """
     from pathlib import Path
 
     import gymnasium as gym
 
     import ragenv  # noqa: F401
-    from ragenv.agents.ppo import PPOAgent, PPOConfig, observation_shapes
+    from ragenv.agents.ppo import PPOAgent, observation_shapes
     from ragenv.registry import env_family
 
     if env_family(env) != "smartrag":
         raise RagenvError(f"the PPO agent trains on SmartRAG-v0, not {env}")
     if (Path(output) / "model.zip").exists() and not overwrite:
         raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
-    overrides: dict[str, Any] = {"seed": seed}
-    if steps is not None:
-        overrides["total_timesteps"] = steps
-    if observation_keys is not None:
-        overrides["observation_keys"] = tuple(key.strip() for key in observation_keys.split(",") if key.strip())
-    config = PPOConfig(**overrides)
+    config = PPOConfig(**(config_overrides or {}))
     environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
                            dtype=dtype, device=device, features=config.needs_features,
                            alpha=alpha, max_retrievals=max_retrievals)

@@ -50,8 +50,12 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default
 
 
-def config_options(config_cls: type, *, skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
-    """Decorate a typer command: one option per ``config_cls`` field (but ``skip``), passed as ``config_overrides``."""
+def config_options(config_cls: type, *, skip: tuple[str, ...] = (),
+                   aliases: dict[str, tuple[str, ...]] | None = None) -> Callable[[Callable], Callable]:
+    """Decorate a typer command: one option per ``config_cls`` field (but ``skip``), passed as ``config_overrides``.
+
+    ``aliases``: field -> extra option names it also answers to (``{"total_timesteps": ("--steps",)}``).
+    """
     hints = typing.get_type_hints(config_cls)
     comments = field_comments(config_cls)
     fields = [f for f in dataclasses.fields(config_cls) if f.name not in skip]
@@ -72,8 +76,12 @@ def config_options(config_cls: type, *, skip: tuple[str, ...] = ()) -> Callable[
             shown = "unset" if shown is None else shown
             text = comments.get(f.name, "").rstrip(".")
             help_text = f"{text} (default: {shown})." if text else f"default: {shown}."
+            extra = (aliases or {}).get(f.name, ())
+            if extra and option_type is bool:
+                raise TypeError(f"{f.name}: a flag (--x/--no-x) takes no aliases")
+            names = (f"--{f.name.replace('_', '-')}", *extra) if extra else ()
             parameters.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                                default=typer.Option(None, help=help_text),
+                                                default=typer.Option(None, *names, help=help_text),
                                                 annotation=Optional[option_type]))
 
         @functools.wraps(command)

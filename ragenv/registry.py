@@ -138,7 +138,7 @@ def _ppo(env, folder, _seed):
 
 def _ppo_needs_features(folder: str) -> bool:
     """Only PPO policies trained on the embedding keys read them (unreadable agents get everything)."""
-    from ragenv.agents.ppo import EMBEDDING_KEYS
+    from ragenv.agents.ppo_config import EMBEDDING_KEYS
 
     try:
         config = json.loads((Path(folder).expanduser() / "agent.json").read_text())["config"]
