@@ -105,7 +105,10 @@ def test_retrieval_vector_step_is_one_llm_call_with_the_single_env_rewards(short
         assert calls == [2 * NUM_ENVS]  # one FrozenLLM.run: every choice and its closed-book baseline
         assert terminated.all() and not truncated.any()
         for i in range(NUM_ENVS):  # the single environment, same question, same action
-            single_obs, _ = single.reset(seed=11 + i) if step == 0 else single.reset(options={"question_id": infos["question_id"][i]})
+            if step == 0:
+                single_obs, _ = single.reset(seed=11 + i)
+            else:
+                single_obs, _ = single.reset(options={"question_id": infos["question_id"][i]})
             np.testing.assert_array_equal(single_obs["candidate_ids"], obs["candidate_ids"][i])
             _, reward, terminated_one, _, info = single.step(actions[i])
             assert terminated_one and rewards[i] == reward
@@ -136,7 +139,8 @@ def test_cold_vector_and_single_runs_agree_to_float32_batching_rounding(short_da
 
 
 def test_invalid_action_names_the_sub_environment_and_changes_nothing(short_dataset, tmp_path):
-    venv = RAGRetrievalVectorEnv(num_envs=2, **retrieval_kwargs(short_dataset, scorer=fresh_scorer(tmp_path / "c.sqlite")))
+    kwargs = retrieval_kwargs(short_dataset, scorer=fresh_scorer(tmp_path / "c.sqlite"))
+    venv = RAGRetrievalVectorEnv(num_envs=2, **kwargs)
     obs, _ = venv.reset(seed=0)
     good = obs["candidate_ids"][:, :3].copy()
     bad = good.copy()
