@@ -72,6 +72,32 @@ def make_env(job: PrecomputeJob, cache: RewardCache | str | os.PathLike | None =
     return env.unwrapped
 
 
+def run_precompute(job: PrecomputeJob, *, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """The single-process precompute of ``job``, resumable: each finished batch is journaled.
+
+    A rerun after a kill skips the questions the journal lists (and says so through ``log``);
+    the journal is removed when the job completes. Returns the environment's precompute report
+    plus ``model_loads`` and ``cache`` (the reward cache's path).
+    """
+    from ragenv.journal import RunJournal
+
+    base = make_env(job)
+    journal = RunJournal("precompute", {"env": job.env, "options": {**base.env_options, **job.precompute_options},
+                                        "llm_fingerprint": base.scorer.cache_fingerprint,
+                                        "dataset_fingerprint": base.dataset.split_fingerprint(job.split),
+                                        "limit": job.limit, "cache": str(base.scorer.cache.path)})
+    finished = {qid for r in journal.load() for qid in r["precomputed"]}
+    journal.start([{"precomputed": sorted(finished)}] if finished else [])
+    remaining = [q for q in base.questions if q.id not in finished]
+    if finished:
+        log(f"resuming an interrupted precompute: {len(base.questions) - len(remaining)} of "
+            f"{len(base.questions)} questions were already done ({journal.path})")
+    report = base.precompute(remaining, batch_size=job.batch_size, progress=progress, **job.precompute_options,
+                             on_batch=lambda chunk: journal.append([{"precomputed": [q.id for q in chunk]}]))
+    journal.finish()
+    return {**report, "model_loads": base.scorer.stats.model_loads, "cache": str(base.scorer.cache.path)}
+
+
 def question_ids(job: PrecomputeJob) -> list[str]:
     """The ids of the questions ``job`` covers, in order (the environment's split and limit)."""
     from ragenv.data import load_dataset
