@@ -216,8 +216,8 @@ def scoring_flops(llm: FrozenLLM, requests: Sequence[PromptRequest]) -> float:
     shape = model_shape(llm.model)
     total = 0.0
     for r in requests:
-        prompt = llm._prompt_ids(r.question.question, r.passages, r.task)
-        answers = [len(llm._answer_ids(a)) for a in (r.question.answers if r.answers is None else r.answers)]
+        prompt = llm.prompt_ids(r.question.question, r.passages, r.task)
+        answers = [len(llm.answer_ids(a)) for a in (r.question.answers if r.answers is None else r.answers)]
         total += sequence_flops(shape, len(prompt), [a for a in answers if a])
     return total
 

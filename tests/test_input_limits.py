@@ -89,7 +89,7 @@ def test_long_passage_is_cut_by_the_word_rule_not_by_the_tokenizer(unicode_env):
     prompt = base.scorer.prompt_text(UNICODE_QUESTION, [base.corpus[long_row]])
     assert f"wörd{limit - 1} ..." in prompt and f"wörd{limit}" not in prompt  # the first 160 words, then " ..."
     assert truncate_words(base.corpus[long_row].text, limit).split()[-1] == "..."
-    assert info["prompt_tokens"] == len(base.scorer._prompt_ids(UNICODE_QUESTION, [base.corpus[long_row]]))
+    assert info["prompt_tokens"] == len(base.scorer.prompt_ids(UNICODE_QUESTION, [base.corpus[long_row]]))
     assert info["prompt_tokens"] < 10 * limit < LONG_WORDS  # the LLM read 160 of the 5,000 words (each >= 1 token)
 
 
@@ -175,7 +175,7 @@ def test_ragenv_cache_decides_where_every_cache_lives(tmp_path, monkeypatch):
     monkeypatch.setenv("RAGENV_CACHE", str(root))
     assert settings.cache_dir() == root and root.is_dir()
     assert RewardCache().path == root / "reward_cache.sqlite"
-    assert FrozenLLM(LLMConfig(TEST_LLM))._converted_dir().parent == root / "models"
+    assert FrozenLLM(LLMConfig(TEST_LLM)).converted_dir().parent == root / "models"
 
     class Corpus:
         name, fingerprint = "c", "0" * 64

@@ -15,8 +15,8 @@ from tests.support import TEST_LLM
 
 def reference_logprob(llm: FrozenLLM, question: Question, passages, answer: str) -> float:
     """Mean answer-token log-prob from one plain forward pass over prompt + answer."""
-    prompt = llm._prompt_ids(question.question, passages)
-    answer_ids = llm._answer_ids(answer)
+    prompt = llm.prompt_ids(question.question, passages)
+    answer_ids = llm.answer_ids(answer)
     ids = torch.tensor([prompt + answer_ids])
     with torch.inference_mode():
         logits = llm.model(input_ids=ids).logits[0].float()
@@ -25,7 +25,7 @@ def reference_logprob(llm: FrozenLLM, question: Question, passages, answer: str)
 
 
 def reference_answer(llm: FrozenLLM, question: Question, passages) -> str:
-    prompt = llm._prompt_ids(question.question, passages)
+    prompt = llm.prompt_ids(question.question, passages)
     with torch.inference_mode():
         out = llm.model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=llm.config.max_new_tokens,
                                  do_sample=False, top_p=None, top_k=None, temperature=None)
@@ -59,7 +59,7 @@ def test_shared_prefix_scoring_and_greedy_decoding_match_plain_transformers(nq, 
 def test_gemma_matches_plain_transformers_beyond_its_sliding_window(nq, tmp_path):
     llm = FrozenLLM(LLMConfig("gemma-3-270m", dtype="float32"), RewardCache(tmp_path / "c.sqlite"))
     requests = requests_for(nq, 2, long_context=True)
-    assert max(len(llm._prompt_ids(r.question.question, r.passages)) for r in requests) > 520  # window: 512
+    assert max(len(llm.prompt_ids(r.question.question, r.passages)) for r in requests) > 520  # window: 512
     check_against_reference(llm, requests)
 
 

@@ -72,9 +72,9 @@ def test_cache_key_digests_are_pinned():
     llm = FrozenLLM(LLMConfig(TEST_LLM, dtype="float32"), use_cache=False)
     passage = Passage("p1", "Hamlet", "Hamlet is a play by William Shakespeare.")
     assert llm.cache_fingerprint == "a36f0362b01e302829b5e9f17d46bcef4471833dfe7d63600b29714b65773684"
-    assert llm._key("logprob", "who wrote hamlet?", [passage], "William Shakespeare") == \
+    assert llm.key("logprob", "who wrote hamlet?", [passage], "William Shakespeare") == \
         "a9cc53b65216d06de724345cba212931dd4dc469b846c0592fec89e5022ce609"
-    assert llm._key("generate", "who wrote hamlet?", [], 24, "search_query") == \
+    assert llm.key("generate", "who wrote hamlet?", [], 24, "search_query") == \
         "6a0396bf8418147ad701b170f245c3cc2a9d05f5843f6d9cd09e4cf0e3011dde"
     bf16 = FrozenLLM(LLMConfig(TEST_LLM, dtype="bfloat16"), use_cache=False)
     assert bf16.cache_fingerprint == "36288a06038c1c99390602f492795b3ce45771db0d67df01cc8bf236b07a1625"

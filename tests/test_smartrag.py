@@ -319,8 +319,8 @@ def test_search_query_prompt_is_a_separate_versioned_task(tmp_path):
     assert "search engine query" in llm.prompt_text(q.question, [p], "search_query")
     legacy = cache_key("generate", llm.cache_fingerprint, PROMPT_VERSION, llm.config.max_passage_words,
                        llm.config.max_question_words, q.question, [], llm.config.max_new_tokens)
-    assert llm._key("generate", q.question, [], llm.config.max_new_tokens) == legacy  # old caches stay valid
-    assert llm._key("generate", q.question, [], llm.config.max_new_tokens, "search_query") != legacy
+    assert llm.key("generate", q.question, [], llm.config.max_new_tokens) == legacy  # old caches stay valid
+    assert llm.key("generate", q.question, [], llm.config.max_new_tokens, "search_query") != legacy
     with pytest.raises(ConfigError, match="unknown prompt task"):
         llm.run([PromptRequest(question=q, passages=(), answers=(), generate=True, task="poem")])
 

@@ -176,7 +176,8 @@ class FrozenLLM:
         """The most tokens (prompt plus answer) the model reads: its ``max_position_embeddings``."""
         return self._engine.context_length
 
-    def _converted_dir(self) -> Path:
+    def converted_dir(self) -> Path:
+        """Where the converted (safetensors) copy of a GGUF model is cached."""
         return converted_dir(self.source, self.fingerprint)
 
     # ------------------------------------------------------------------ prompts and keys
@@ -198,10 +199,6 @@ class FrozenLLM:
         return prompt_key(kind, self.cache_fingerprint, question, passages, extra, task,
                           max_passage_words=self.config.max_passage_words,
                           max_question_words=self.config.max_question_words)
-
-    _prompt_ids = prompt_ids  # the names tests and benchmarks used before these were public
-    _answer_ids = answer_ids
-    _key = key
 
     # ------------------------------------------------------------------ public API
     def switch_cache(self, cache: RewardCache) -> None:
