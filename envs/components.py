@@ -190,15 +190,14 @@ class SharedEnvMixin:
         Each batch's results are in the reward cache when ``work`` returns; ``on_batch`` is then
         called with its questions. Returns ``questions`` and ``llm_sequences_computed``.
         """
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from ragenv.progress import progress_bar
 
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
         questions = list(self.questions if questions is None else questions)
         stats = self.scorer.stats
         before = stats.generated_sequences + stats.scored_sequences
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, disable=not progress, transient=True) as bar:
+        with progress_bar(disable=not progress) as bar:
             task = bar.add_task(description, total=len(questions))
             for start in range(0, len(questions), batch_size):
                 chunk = questions[start:start + batch_size]
