@@ -108,8 +108,8 @@ def evaluate(
     split: str = split_option("test"),
     limit: Optional[int] = limit_option(),
     llm: str = llm_option(),
-    k: Optional[int] = typer.Option(
-        None, help="Passages per question (RAGRetrieval-v0) or per retrieval (SmartRAG-v0); default 3."),
+    k: Optional[int] = typer.Option(None, help="RAGRetrieval-v0: passages per question (default 3)."),
+    top_n: Optional[int] = typer.Option(None, help="SmartRAG-v0: passages per retrieval (default 3)."),
     reward: Optional[str] = typer.Option(None, help="RAGRetrieval-v0: logprob, logprob_gain (default), em, f1, "
                                                     "accuracy; SmartRAG-v0: em_f1 (default) or accuracy."),
     cost_per_passage: Optional[float] = typer.Option(
@@ -136,7 +136,7 @@ def evaluate(
     from ragenv.evaluate import EvalConfig, env_options_for, write_json
     from ragenv.evaluate import evaluate as run
 
-    options = env_options_for(env, k=k, reward=reward, cost_per_passage=cost_per_passage, alpha=alpha,
+    options = env_options_for(env, k=k, top_n=top_n, reward=reward, cost_per_passage=cost_per_passage, alpha=alpha,
                               max_retrievals=max_retrievals)
     config = EvalConfig(env=env, agent=agent, dataset=dataset, split=split, limit=limit, llm=llm, seed=seed,
                         data_dir=data_dir, dtype=dtype, device=device, env_options=options)
@@ -214,8 +214,8 @@ def precompute(
     split: str = split_option("train"),
     limit: Optional[int] = limit_option(),
     llm: str = llm_option(),
-    k: Optional[int] = typer.Option(
-        None, help="Passages per retrieval (SmartRAG-v0) or per question (RAGRetrieval-v0); default 3."),
+    k: Optional[int] = typer.Option(None, help="RAGRetrieval-v0: passages per question (default 3)."),
+    top_n: Optional[int] = typer.Option(None, help="SmartRAG-v0: passages per retrieval (default 3)."),
     max_retrievals: Optional[int] = typer.Option(
         None, help="Retrieval quota per question (default 1): states to cover."),
     batch_size: int = typer.Option(16, min=1, help="Questions per batch (each batch is saved as it finishes)."),
@@ -244,10 +244,9 @@ def precompute(
 
     if workers is not None and not (ray or ray_address):
         raise RagenvError("--workers sets the Ray shards: add --ray")
+    options = env_options_for(env, k=k, top_n=top_n, max_retrievals=max_retrievals)
     job = PrecomputeJob(env=env, dataset=dataset, split=split, limit=limit, llm=llm, dtype=dtype, device=device,
-                        data_dir=data_dir,
-                        env_options=env_options_for(env, k=k, max_retrievals=max_retrievals), batch_size=batch_size,
-                        single_passages=single_passages)
+                        data_dir=data_dir, env_options=options, batch_size=batch_size, single_passages=single_passages)
     started = time.perf_counter()
     if ray or ray_address:
         report = ray_precompute(job, address=ray_address, workers=workers, log=console.print)

@@ -56,25 +56,27 @@ def make_env(config: EvalConfig, features: bool | None = None) -> gym.Env:
     return gym.make(config.env, **config.make_kwargs(features=features))
 
 
-def env_options_for(env_id: str, *, k: int | None = None, reward: str | None = None,
+def env_options_for(env_id: str, *, k: int | None = None, top_n: int | None = None, reward: str | None = None,
                     cost_per_passage: float | None = None, alpha: float | None = None,
                     max_retrievals: int | None = None) -> dict:
     """Environment keyword arguments from CLI-style options (None = the environment's default).
 
-    ``k`` is the passages per question (RAGRetrieval-v0) or per retrieval (SmartRAG-v0's ``top_n``).
+    Each option has the environment's own name: ``k`` is RAGRetrieval-v0's passages per question,
+    ``top_n`` SmartRAG-v0's passages per retrieval; one given to the other environment is an error.
     """
     from ragenv.registry import env_family
 
     family = env_family(env_id)
     if family == "retrieval":
-        if alpha is not None or max_retrievals is not None:
-            raise ConfigError(f"--alpha and --max-retrievals apply to SmartRAG-v0, not {env_id}; "
-                              "use --cost-per-passage")
+        if alpha is not None or max_retrievals is not None or top_n is not None:
+            raise ConfigError(f"--alpha, --max-retrievals and --top-n apply to SmartRAG-v0, not {env_id}; "
+                              "use --k and --cost-per-passage")
         given = {"k": k, "reward": reward, "cost_per_passage": cost_per_passage}
     else:
-        if cost_per_passage is not None:
-            raise ConfigError(f"--cost-per-passage applies to RAGRetrieval-v0; {env_id} charges --alpha per retrieval")
-        given = {"top_n": k, "reward": reward, "alpha": alpha, "max_retrievals": max_retrievals}
+        if cost_per_passage is not None or k is not None:
+            raise ConfigError(f"--k and --cost-per-passage apply to RAGRetrieval-v0; {env_id} takes --top-n "
+                              "(passages per retrieval) and charges --alpha per retrieval")
+        given = {"top_n": top_n, "reward": reward, "alpha": alpha, "max_retrievals": max_retrievals}
     return {key: value for key, value in given.items() if value is not None}
 
 

@@ -97,3 +97,18 @@ def test_cache_commands(first_run):
     assert info.returncode == 0 and "entries" in info.stdout
     check = run_cli("cache", "check")
     assert check.returncode == 0 and "integrity: ok" in check.stdout
+
+
+@pytest.mark.unit
+def test_each_environment_option_has_its_environments_name():
+    """--k is RAGRetrieval-v0's passages per question, --top-n SmartRAG-v0's per retrieval: never one for the other."""
+    from ragenv.errors import ConfigError
+    from ragenv.evaluate import env_options_for
+
+    assert env_options_for("RAGRetrieval-v0", k=2, cost_per_passage=0.0) == {"k": 2, "cost_per_passage": 0.0}
+    assert env_options_for("SmartRAG-v0", top_n=2, alpha=0.1) == {"top_n": 2, "alpha": 0.1}
+    for env_id, option, needle in [("SmartRAG-v0", {"k": 2}, "--top-n"), ("RAGRetrieval-v0", {"top_n": 2}, "--k"),
+                                   ("SmartRAG-v0", {"cost_per_passage": 0.1}, "--alpha"),
+                                   ("RAGRetrieval-v0", {"alpha": 0.1}, "--cost-per-passage")]:
+        with pytest.raises(ConfigError, match=needle):
+            env_options_for(env_id, **option)
