@@ -497,3 +497,18 @@ def test_alpha_sweep_writes_a_png(cli, precomputed, tmp_path):
     for row in summary["results"]:
         assert math.isfinite(row["reward"]) and 0.0 <= row["retrievals_per_question"] <= 1.0
     assert (tmp_path / "sweep" / "alpha-0.5" / "eval.json").is_file()
+
+
+@pytest.mark.unit
+def test_the_signatures_show_every_keyword_the_environments_take():
+    """Tools read an env's keywords from its signature (the wheel smoke test sets features=False that way)."""
+    import inspect
+
+    from gymnasium.envs.registration import load_env_creator
+
+    for env_id, features_default in (("SmartRAG-v0", True), ("SmartRAGText-v0", False)):
+        params = inspect.signature(load_env_creator(gym.registry[env_id].entry_point)).parameters
+        assert {"dataset", "split", "llm", "alpha", "features", "dtype", "device"} <= set(params)
+        assert params["features"].default is features_default
+    params = inspect.signature(load_env_creator(gym.registry["SmartRAG-v0"].entry_point)).parameters
+    assert params["invalid_action"].default == "raise"

@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ragenv.data import Question
-from ragenv.envs.smartrag.episode import SmartRAGEpisode
+from ragenv.envs.smartrag.episode import SmartRAGEpisode, full_signature
 from ragenv.envs.smartrag.outcomes import AnswerOutcome, QuestionState, State
 from ragenv.envs.smartrag.queries import QUERY_OPTIONS, words_in_query
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
@@ -371,3 +371,6 @@ class SmartRAGEnv(SmartRAGEpisode):
         extra = {"actions": actions, "search_queries": [state.queries[QUERY_OPTIONS[o]] for o in self._used],
                  "cache_hit": bool(answer.cached and state.cached)}
         return self._end(answer, extra)
+
+
+SmartRAGEnv.__init__.__signature__ = full_signature(SmartRAGEnv.__init__, SmartRAGEpisode.__init__)  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ Each environment adds its own spaces, observation, info and ``step``.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Any
@@ -48,6 +49,19 @@ def check_episode_options(*, alpha: Any, max_retrievals: Any, top_n: Any, reward
         raise ConfigError(f"limit must be None (the whole split) or an integer >= 1, got {limit!r}")
     if render_mode is not None and render_mode not in render_modes:
         raise ConfigError(f"unknown render_mode {render_mode!r}: use 'ansi' or None")
+
+
+def full_signature(init: Any, base_init: Any) -> inspect.Signature:
+    """The signature of a forwarding ``__init__(self, *args, own=..., **kwargs)``: the base's parameters,
+    with the subclass's own keyword-only ones added (or their defaults replacing the base's).
+
+    ``inspect.signature``, ``help`` and tools that read an environment's keywords (``features`` to
+    skip the corpus embedding, say) then see every keyword the class accepts.
+    """
+    own = {p.name: p for p in inspect.signature(init).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    merged = [p.replace(default=own.pop(p.name).default) if p.name in own else p
+              for p in inspect.signature(base_init).parameters.values()]
+    return inspect.signature(base_init).replace(parameters=merged + list(own.values()))
 
 
 class SmartRAGEpisode(SharedEnvMixin, gym.Env):

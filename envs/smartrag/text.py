@@ -8,7 +8,7 @@ from typing import Any
 
 from gymnasium import spaces
 
-from ragenv.envs.smartrag.episode import SmartRAGEpisode
+from ragenv.envs.smartrag.episode import SmartRAGEpisode, full_signature
 from ragenv.envs.smartrag.outcomes import AnswerOutcome
 from ragenv.errors import ConfigError, InvalidActionError, RagenvError
 from ragenv.metrics import answer_in_output, exact_match, f1_score
@@ -172,3 +172,7 @@ class SmartRAGTextEnv(SmartRAGEpisode):
         outcome = AnswerOutcome(payload, exact_match(payload, question.answers), f1_score(payload, question.answers),
                                 answer_in_output(payload, question.answers), True)
         return self._end(outcome, extra)
+
+
+SmartRAGTextEnv.__init__.__signature__ = full_signature(  # type: ignore[attr-defined]
+    SmartRAGTextEnv.__init__, SmartRAGEpisode.__init__)
