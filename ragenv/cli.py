@@ -76,6 +76,16 @@ def data_dir_option():
     return typer.Option(None, help="Data folder (default: RAGENV_DATA, else download).")
 
 
+def k_option():
+    """``--k``: RAGRetrieval-v0's passages per question."""
+    return typer.Option(None, help="RAGRetrieval-v0: passages per question (default 3).")
+
+
+def top_n_option():
+    """``--top-n``: SmartRAG-v0's passages per retrieval."""
+    return typer.Option(None, help="SmartRAG-v0: passages per retrieval (default 3).")
+
+
 def device_option():
     """``--device``: where the frozen LLM runs."""
     return typer.Option("auto", help="auto (a CUDA GPU when present), cpu, cuda or cuda:N.")
@@ -108,8 +118,8 @@ def evaluate(
     split: str = split_option("test"),
     limit: Optional[int] = limit_option(),
     llm: str = llm_option(),
-    k: Optional[int] = typer.Option(None, help="RAGRetrieval-v0: passages per question (default 3)."),
-    top_n: Optional[int] = typer.Option(None, help="SmartRAG-v0: passages per retrieval (default 3)."),
+    k: Optional[int] = k_option(),
+    top_n: Optional[int] = top_n_option(),
     reward: Optional[str] = typer.Option(None, help="RAGRetrieval-v0: logprob, logprob_gain (default), em, f1, "
                                                     "accuracy; SmartRAG-v0: em_f1 (default) or accuracy."),
     cost_per_passage: Optional[float] = typer.Option(
@@ -214,8 +224,8 @@ def precompute(
     split: str = split_option("train"),
     limit: Optional[int] = limit_option(),
     llm: str = llm_option(),
-    k: Optional[int] = typer.Option(None, help="RAGRetrieval-v0: passages per question (default 3)."),
-    top_n: Optional[int] = typer.Option(None, help="SmartRAG-v0: passages per retrieval (default 3)."),
+    k: Optional[int] = k_option(),
+    top_n: Optional[int] = top_n_option(),
     max_retrievals: Optional[int] = typer.Option(
         None, help="Retrieval quota per question (default 1): states to cover."),
     batch_size: int = typer.Option(16, min=1, help="Questions per batch (each batch is saved as it finishes)."),

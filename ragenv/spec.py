@@ -8,7 +8,6 @@ its options once (``ragenv.cli``). Defaults that appear anywhere else refer to t
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +25,8 @@ class RunSpec:
 
     ``limit``: the first N questions of the split (None: all). ``data_dir``: the data folder
     (None: ``RAGENV_DATA``, else the checked download). ``env_options``: the environment's own
-    keywords (``k``, ``reward``, ``alpha``, ...; see :func:`ragenv.evaluate.env_options_for`).
+    keywords (``k``, ``reward``, ``alpha``, ...; see :func:`ragenv.evaluate.env_options_for`), which the
+    environment itself checks when it is made.
     """
 
     env: str = DEFAULT_ENV
@@ -48,9 +48,6 @@ class RunSpec:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
-        for key, value in self.env_options.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"environment option {key}={value!r} must be a finite number")
 
     def make_kwargs(self, **extra: Any) -> dict[str, Any]:
         """The ``gym.make(self.env, **kwargs)`` keywords of this run; ``extra`` adds or overrides some."""
