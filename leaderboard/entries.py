@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ragenv.errors import RagenvError, SubmissionError
+from ragenv.errors import ConfigError, RagenvError, SubmissionError
 from ragenv.leaderboard.submission import DatasetRef, LLMRef, Metadata, submission_from_result, write_submission
 from ragenv.numerics import CANONICAL_DTYPE
 from ragenv.spec import DEFAULT_DATASET, DEFAULT_LLM
@@ -28,7 +28,11 @@ LEADERBOARD_DIR = Path(__file__).resolve().parent
 ENTRIES_DIR = LEADERBOARD_DIR / "entries"
 SUBMISSIONS_DIR = LEADERBOARD_DIR / "submissions"
 SITE_DIR = LEADERBOARD_DIR / "site"
-BASELINES = ("bm25", "bm25s", "dense", "closed-book", "oracle", "random")
+BASELINES = {  # environment -> the baseline agents `ragenv leaderboard regenerate` scores by default
+    "RAGRetrieval-v0": ("bm25", "bm25s", "dense", "closed-book", "oracle", "random"),
+    "SmartRAG-v0": ("never-retrieve", "always-retrieve", "always-retrieve:keywords", "always-retrieve:llm-query",
+                    "always-retrieve:question+guess", "random", "oracle"),
+}
 # The README's setting: RAGRetrieval-v0, nq test, first 100 questions, Gemma 3 270M.
 DEFAULT_SETTING = {"dataset": DEFAULT_DATASET, "split": "test", "limit": 100, "llm": DEFAULT_LLM}
 MAX_ENTRY_BYTES = 50 * 1024 * 1024
@@ -99,7 +103,8 @@ def load_entries(folder: str | Path = ENTRIES_DIR) -> list[tuple[str, Entry]]:
     return entries
 
 
-def regenerate(agents=BASELINES, *, dataset: str = DEFAULT_SETTING["dataset"], split: str = DEFAULT_SETTING["split"],
+def regenerate(agents=BASELINES["RAGRetrieval-v0"], *, env: str = "RAGRetrieval-v0",
+               dataset: str = DEFAULT_SETTING["dataset"], split: str = DEFAULT_SETTING["split"],
                limit: int | None = DEFAULT_SETTING["limit"], llm: str = DEFAULT_SETTING["llm"],
                dtype: str | None = None, device: str = "auto", out_dir: str | Path = LEADERBOARD_DIR,
                site_dir: str | Path | None = None, data_dir: str | None = None,
@@ -113,20 +118,22 @@ def regenerate(agents=BASELINES, *, dataset: str = DEFAULT_SETTING["dataset"], s
     from ragenv.evaluate import EvalConfig, evaluate, make_env
     from ragenv.leaderboard.replay import metric_differences, score_file
     from ragenv.leaderboard.site import build_site
-    from ragenv.registry import check_agent_name
+    from ragenv.registry import agent_needs_features, check_agent_name
 
     out_dir = Path(out_dir)
-    config = EvalConfig(dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
+    config = EvalConfig(env=env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
                         dtype=dtype or CANONICAL_DTYPE, device=device)
+    if not agents:
+        raise ConfigError(f"no agents to score for {env}: pass --agents (see `ragenv agents --env {env}`)")
     for agent in agents:
         check_agent_name(agent, config.env)  # fail before loading anything
-    env = make_env(config)
+    environment = make_env(config, features=any(agent_needs_features(a, env) for a in agents))
     written = []
     for agent in agents:
-        result = evaluate(replace(config, agent=agent), env=env, progress=progress)
+        result = evaluate(replace(config, agent=agent), env=environment, progress=progress)
         submission_path = write_submission(submission_from_result(result),
                                            out_dir / "submissions" / f"{entry_slug(_identity(result))}.json")
-        scored = score_file(submission_path, env=env, allow_local=allow_local, progress=progress, dtype=dtype)
+        scored = score_file(submission_path, env=environment, allow_local=allow_local, progress=progress, dtype=dtype)
         differences = metric_differences(result["metrics"], scored["metrics"])
         if differences:
             raise RagenvError(f"replay of {agent} disagrees with its evaluation ({'; '.join(differences)}); "

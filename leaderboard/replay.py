@@ -3,10 +3,11 @@
 A submission is checked against the frozen environment it names (:func:`check_against_env`:
 data fingerprint, LLM fingerprint and prompt version, environment options, the exact
 set of question ids, every passage id) and its actions are then replayed through the
-environment's own ``validate_action`` and ``outcomes``, by the same
-:func:`ragenv.evaluate.run_episodes` and :func:`ragenv.evaluate.summarize` that
-``ragenv evaluate`` uses. So a replayed agent scores exactly what it scored when it
-ran, and a submission cannot claim a number it did not earn: ``reported_metrics`` is
+environment itself, by the same :func:`ragenv.evaluate.run_episodes` (RAGRetrieval-v0: its
+``validate_action`` and ``outcomes``) or :func:`ragenv.evaluate.run_multi_step_episodes`
+(SmartRAG-v0: ``reset``/``step`` with the submitted query options, then ANSWER) and
+:func:`ragenv.evaluate.summarize` that ``ragenv evaluate`` uses. So a replayed agent scores
+exactly what it scored when it ran, and a submission cannot claim a number it did not earn: ``reported_metrics`` is
 never read.
 
 Replays run in the canonical numeric setting (float32; :mod:`ragenv.numerics`) whatever
@@ -35,6 +36,7 @@ from ragenv.leaderboard.submission import (
     REPLAYABLE_ENVS,
     RetrievalEnvOptions,
     RetrievalSubmission,
+    SmartRAGEnvOptions,
     SmartRAGSubmission,
     _show,
     read_submission,
@@ -57,7 +59,23 @@ class ReplayAgent:
         return np.array(rows + [-1] * (self.k - len(rows)), dtype=np.int64)
 
 
-def _check_names(sub: RetrievalSubmission, source: str, allow_local: bool) -> None:
+class TraceReplayAgent:
+    """SmartRAG-v0: retrieves with the submitted query options of the current question, in order, then answers."""
+
+    def __init__(self, traces: dict[str, tuple[int, ...]], name: str = "replay"):
+        self.traces, self.name = traces, name
+
+    def act(self, observation, info) -> int:
+        from ragenv.envs.smartrag.env import ANSWER
+
+        trace, done = self.traces[info["question_id"]], info["num_retrievals"]
+        return 1 + trace[done] if done < len(trace) else ANSWER
+
+
+Submission = RetrievalSubmission | SmartRAGSubmission
+
+
+def _check_names(sub: Submission, source: str, allow_local: bool) -> None:
     """Refuse data and models a submission may not make us read or fetch."""
     from ragenv.data import QUESTION_SETS, SPLITS
     from ragenv.llm import KNOWN_MODELS
@@ -84,12 +102,12 @@ def _check_names(sub: RetrievalSubmission, source: str, allow_local: bool) -> No
                                   f"found {_show(llm)}{hint}")
 
 
-def replay_config(sub: RetrievalSubmission, data_dir: str | None = None, dtype: str | None = None,
+def replay_config(sub: Submission, data_dir: str | None = None, dtype: str | None = None,
                   device: str = "auto"):
     """The :class:`~ragenv.evaluate.EvalConfig` that replays a submission (``dtype`` None: canonical)."""
     from ragenv.evaluate import EvalConfig
 
-    return EvalConfig(env=sub.env_id, agent=sub.metadata.name, dataset=sub.dataset.name, split=sub.dataset.split,
+    return EvalConfig(env=sub.env_id, agent="replay", dataset=sub.dataset.name, split=sub.dataset.split,
                       limit=sub.dataset.limit, llm=sub.llm.name, generate_answers=True, data_dir=data_dir,
                       dtype=dtype or CANONICAL_DTYPE, device=device, env_options=sub.env_options.model_dump())
 
@@ -105,22 +123,21 @@ def check_setting(scorer, requested_dtype: str | None, source: str = "submission
                       "environment")
 
 
-def _env_value(base, key: str):
-    return {"k": base.k, "reward": base.reward_name, "cost_per_passage": base.cost_per_passage,
-            "first_stage": base.first_stage_name, "num_candidates": base.num_candidates}[key]
-
-
-def check_against_env(sub: RetrievalSubmission, env: gym.Env, source: str = "submission") -> dict[str, list[int]]:
-    """Corpus rows per question id, after every check that needs the environment; SubmissionError otherwise."""
+def check_against_env(sub: Submission, env: gym.Env, source: str = "submission") -> dict[str, list[int]]:
+    """Corpus rows per question id (RAGRetrieval-v0), or query option indices per question id
+    (SmartRAG-v0), after every check that needs the environment; SubmissionError otherwise."""
     base = env.unwrapped
-    if not (base.generate_answers and base.diagnostics):
+    if isinstance(sub, RetrievalSubmission) and not (base.generate_answers and base.diagnostics):
         raise ConfigError("replay needs an environment made by ragenv.evaluate.make_env (answers and diagnostics on)")
     spec_id = getattr(getattr(base, "spec", None), "id", None)  # the base env's spec: wrappers deep-copy theirs
     if spec_id is not None and spec_id != sub.env_id:
         raise SubmissionError(f"{source}: field env_id: expected {spec_id} (the replaying environment), "
                               f"found {_show(sub.env_id)}")
-    for key in RetrievalEnvOptions.model_fields:
-        expected, found = _env_value(base, key), getattr(sub.env_options, key)
+    if isinstance(sub, SmartRAGSubmission) and getattr(base, "invalid_action", "raise") != "raise":
+        raise ConfigError("replay needs a SmartRAG-v0 environment with invalid_action='raise' (the default)")
+    options = RetrievalEnvOptions if isinstance(sub, RetrievalSubmission) else SmartRAGEnvOptions
+    for key in options.model_fields:
+        expected, found = base.env_options[key], getattr(sub.env_options, key)
         if expected != found:
             raise SubmissionError(f"{source}: field env_options.{key}: expected {expected!r} (the replaying "
                                   f"environment), found {found!r}")
@@ -175,6 +192,10 @@ def check_against_env(sub: RetrievalSubmission, env: gym.Env, source: str = "sub
         raise SubmissionError(f"{source}: field actions: expected one action for each of the {len(expected_ids)} "
                               f"questions of {where}, found {len(missing)} missing (e.g. {examples})")
 
+    if isinstance(sub, SmartRAGSubmission):  # option names were checked by the format, the quota by its options
+        from ragenv.envs.smartrag.queries import QUERY_OPTIONS
+
+        return {a.question_id: [QUERY_OPTIONS.index(name) for name in a.retrievals] for a in sub.actions}
     corpus = base.corpus
     rows: dict[str, list[int]] = {}
     for i, action in enumerate(sub.actions):
@@ -187,7 +208,7 @@ def check_against_env(sub: RetrievalSubmission, env: gym.Env, source: str = "sub
     return rows
 
 
-def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None = None, allow_local: bool = False,
+def replay(sub: Submission, *, env: gym.Env | None = None, allow_local: bool = False,
            data_dir: str | None = None, progress: bool = True, source: str = "submission", dtype: str | None = None,
            device: str = "auto") -> dict:
     """Score a submission by replay: the scored document (metrics, metadata, per-question outcomes).
@@ -196,18 +217,17 @@ def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None
     checked against the submission); by default one is made from the submission.
     ``dtype``: None replays in the canonical setting; another dtype must be asked for here.
     """
-    from ragenv.evaluate import make_env, run_episodes, summarize
+    from ragenv.evaluate import make_env, summarize
     from ragenv.provenance import provenance
 
     if sub.env_id not in REPLAYABLE_ENVS or sub.env_id not in gym.registry:
         raise SubmissionError(f"{source}: field env_id: expected one of {', '.join(REPLAYABLE_ENVS)}, found "
-                              f"{_show(sub.env_id)}: the format reserves its action traces, but they cannot be "
-                              "replayed yet in this ragenv version")
+                              f"{_show(sub.env_id)}")
     _check_names(sub, source, allow_local)
     started = time.perf_counter()
     if env is None:
         try:
-            env = make_env(replay_config(sub, data_dir, dtype, device))
+            env = make_env(replay_config(sub, data_dir, dtype, device), features=False)
         except SubmissionError:
             raise
         except RagenvError as exc:  # e.g. a dataset folder without that split
@@ -215,12 +235,14 @@ def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None
                                   f"{sub.dataset.split}, {sub.llm.name}): {exc}") from None
     base = env.unwrapped
     check_setting(base.scorer, dtype, source)
-    rows = check_against_env(sub, env, source)
+    checked = check_against_env(sub, env, source)
     stats_before = asdict(base.scorer.stats)
-    records = run_episodes(env, ReplayAgent(rows, base.k, sub.metadata.name), progress=progress)
+    if isinstance(sub, RetrievalSubmission):
+        records, per_question = _replay_retrieval(env, checked, sub.metadata.name, progress)
+    else:
+        records, per_question = _replay_smartrag(env, checked, sub.metadata.name, progress)
     llm_work = {key: value - stats_before[key] for key, value in asdict(base.scorer.stats).items()}
-    metrics = summarize(records, base.k)
-    hit = f"hit@{base.k}"
+    metrics = summarize(records, getattr(base, "k", None) if isinstance(sub, RetrievalSubmission) else None)
     return {
         "entry_format": ENTRY_FORMAT,
         "env_id": sub.env_id,
@@ -233,16 +255,48 @@ def replay(sub: RetrievalSubmission | SmartRAGSubmission, *, env: gym.Env | None
         "submission_sha256": hashlib.sha256(to_json(sub).encode("utf-8")).hexdigest(),
         "n": len(records),
         "metrics": {key: value for key, value in metrics.items() if key not in TELEMETRY},
-        "per_question": [
-            {"question_id": r["question_id"], "passage_ids": r["passage_ids"], "reward": r["reward"],
-             "answer_logprob": r["answer_logprob"], "logprob_gain": r["logprob_gain"], hit: r[hit],
-             "em": r.get("em"), "f1": r.get("f1"), "accuracy": r.get("accuracy"),
-             "generated_answer": r.get("generated_answer")}
-            for r in records
-        ],
+        "per_question": per_question,
         "replay": {"seconds": time.perf_counter() - started, "cache_hit_rate": metrics.get("cache_hit_rate"),
                    "llm_work": llm_work},
     }
+
+
+def _replay_retrieval(env: gym.Env, rows: dict[str, list[int]], name: str, progress: bool):
+    """RAGRetrieval-v0: the run's records and the entry's per-question outcomes."""
+    from ragenv.evaluate import run_episodes
+
+    base = env.unwrapped
+    records = run_episodes(env, ReplayAgent(rows, base.k, name), progress=progress)
+    hit = f"hit@{base.k}"
+    per_question = [
+        {"question_id": r["question_id"], "passage_ids": r["passage_ids"], "reward": r["reward"],
+         "answer_logprob": r["answer_logprob"], "logprob_gain": r["logprob_gain"], hit: r[hit],
+         "em": r.get("em"), "f1": r.get("f1"), "accuracy": r.get("accuracy"),
+         "generated_answer": r.get("generated_answer")}
+        for r in records]
+    return records, per_question
+
+
+def _replay_smartrag(env: gym.Env, traces: dict[str, list[int]], name: str, progress: bool,
+                     batch_size: int = 16):
+    """SmartRAG-v0: ask the frozen LLM only about the states the traces reach (batched), then run the episodes."""
+    from ragenv.envs.smartrag.queries import QUERY_OPTIONS
+    from ragenv.evaluate import run_multi_step_episodes
+
+    base = env.unwrapped
+    engine, questions = base.engine, base.questions
+    for start in range(0, len(questions), batch_size):
+        chunk = questions[start:start + batch_size]
+        engine.prepare(chunk)
+        engine.answers([(q, engine.rows_after(q, traces[q.id])) for q in chunk])
+    agent = TraceReplayAgent({qid: tuple(trace) for qid, trace in traces.items()}, name)
+    records = run_multi_step_episodes(env, agent, progress=progress, precompute=False)
+    per_question = [
+        {"question_id": r["question_id"], "retrievals": [QUERY_OPTIONS[o] for o in traces[r["question_id"]]],
+         "search_queries": r["search_queries"], "passage_ids": r["passage_ids"], "reward": r["reward"],
+         "em": r["em"], "f1": r["f1"], "accuracy": r["accuracy"], "generated_answer": r["generated_answer"]}
+        for r in records]
+    return records, per_question
 
 
 def score_file(path: str | Path, *, allow_local: bool = False, env: gym.Env | None = None, data_dir: str | None = None,

@@ -1,6 +1,7 @@
 """The static leaderboard page: one self-contained ``index.html`` (inline CSS, JS and SVG; no CDN, no fetch).
 
-For each (environment, dataset, split, LLM, environment options) the page has a
+The page has one section per environment (RAGRetrieval-v0, SmartRAG-v0), each with its
+own columns. For each (environment, dataset, split, LLM, environment options) it has a
 sortable table (click a column header), a plot of accuracy against retrievals per
 question, and for every entry a detail view (its metadata, fingerprints and
 per-question outcomes) opened by the entry's link (``#e-<slug>``; CSS ``:target``, so
@@ -19,16 +20,30 @@ from ragenv.atomic import atomic_write
 from ragenv.leaderboard.entries import Entry, load_entries
 from ragenv.provenance import provenance_line
 
-COLUMNS = (  # (metric key or special, header, tooltip)
-    ("reward", "Reward", "mean reward (environment reward minus passage cost)"),
+_ANSWER_COLUMNS = (
     ("accuracy", "Accuracy", "a gold answer occurs in the LLM's answer"),
     ("em", "EM", "exact match of the LLM's answer"),
     ("f1", "F1", "token F1 of the LLM's answer"),
-    ("answer_logprob", "Answer log-prob", "mean token log-probability of the gold answer"),
-    ("retrievals_per_question", "Retrievals / q", "share of questions answered with at least one passage"),
-    ("passages_per_question", "Passages / q", "passages shown to the LLM per question"),
-    ("hit", "hit@k", "a gold passage is among the chosen ones"),
 )
+COLUMNS = {  # environment -> (metric key or special, header, tooltip)
+    "RAGRetrieval-v0": (
+        ("reward", "Reward", "mean reward (environment reward minus passage cost)"),
+        *_ANSWER_COLUMNS,
+        ("answer_logprob", "Answer log-prob", "mean token log-probability of the gold answer"),
+        ("retrievals_per_question", "Retrievals / q", "share of questions answered with at least one passage"),
+        ("passages_per_question", "Passages / q", "passages shown to the LLM per question"),
+        ("hit", "hit@k", "a gold passage is among the chosen ones"),
+    ),
+    "SmartRAG-v0": (
+        ("reward", "Reward", "mean return: EM + F1 (or accuracy) of the answer minus alpha per retrieval"),
+        *_ANSWER_COLUMNS,
+        ("retrievals_per_question", "Retrievals / q", "mean retrievals per question"),
+        ("answered_without_retrieval", "Closed-book share", "share of questions answered without retrieving"),
+    ),
+}
+RANKED = ("reward", "accuracy", "em", "f1", "answer_logprob", "hit")  # higher is better: the best is bold
+X_AXIS = {"RAGRetrieval-v0": "share of questions answered with passages",
+          "SmartRAG-v0": "mean retrievals per question"}
 PALETTE = {"sparse-retriever": "#1f77b4", "dense-retriever": "#9467bd", "learned-retriever": "#2ca02c",
            "rag-policy": "#17becf", "no-retrieval": "#7f7f7f", "oracle": "#d62728", "random": "#ff7f0e",
            "other": "#8c564b"}
@@ -132,21 +147,40 @@ def _group_title(entry: Entry) -> str:
             f"{setting} · {options}")
 
 
+def _env_order(env_id: str) -> int:
+    from ragenv import ENVIRONMENTS
+
+    ids = [row[0] for row in ENVIRONMENTS]
+    return ids.index(env_id) if env_id in ids else len(ids)
+
+
+def _env_what(env_id: str) -> str:
+    """The environment's one-line description (ragenv.ENVIRONMENTS), for its section of the page."""
+    from ragenv import ENVIRONMENTS
+
+    return next((f"The agent's task: {what}." for row_id, _, _, what in ENVIRONMENTS if row_id == env_id), "")
+
+
 def _tag(agent_type: str) -> str:
     return f'<span class="tag" style="background:{PALETTE.get(agent_type, "#8c564b")}">{esc(agent_type)}</span>'
 
 
+def _columns(entry: Entry) -> tuple:
+    return COLUMNS.get(entry.env_id, COLUMNS["RAGRetrieval-v0"])
+
+
 def _table(group: list[tuple[str, Entry]], gid: str) -> str:
+    columns = _columns(group[0][1])
     best = {}
-    for key, _, _ in COLUMNS:
+    for key, _, _ in columns:
         values = [_num(_metric(e, key)) for _, e in group if e.metadata.agent_type != "oracle"]
         values = [v for v in values if v is not None]
-        if values and key in ("reward", "accuracy", "em", "f1", "answer_logprob", "hit"):
+        if values and key in RANKED:
             best[key] = max(values)
     k = group[0][1].env_options.get("k", 3)
     head = ['<th class="text" data-type="text" title="agent name">Agent</th>',
             '<th class="text" data-type="text" title="agent type">Type</th>']
-    for key, label, tip in COLUMNS:
+    for key, label, tip in columns:
         head.append(f'<th data-type="num" data-key="{esc(key)}" title="{esc(tip)}">'
                     f'{esc(label if key != "hit" else f"hit@{k}")}</th>')
     head.append('<th data-type="num" title="questions">n</th>')
@@ -156,7 +190,7 @@ def _table(group: list[tuple[str, Entry]], gid: str) -> str:
         cells = [f'<td class="text" data-value="{name}"><a href="#e-{esc(sid)}">{name}</a></td>',
                  f'<td class="text" data-value="{esc(entry.metadata.agent_type)}">'
                  f'{_tag(entry.metadata.agent_type)}</td>']
-        for key, _, _ in COLUMNS:
+        for key, _, _ in columns:
             value = _num(_metric(entry, key))
             is_best = value is not None and best.get(key) == value and entry.metadata.agent_type != "oracle"
             mark = ' class="best"' if is_best else ""
@@ -168,7 +202,7 @@ def _table(group: list[tuple[str, Entry]], gid: str) -> str:
 
 
 def _plot(group: list[tuple[str, Entry]]) -> str:
-    """Inline SVG scatter: accuracy (y) against retrievals per question (x), labels nudged apart."""
+    """Inline SVG scatter: accuracy (y) against retrievals per question (x, see :data:`X_AXIS`), labels nudged apart."""
     width, height, left, right, top, bottom = 640, 330, 56, 170, 16, 46
     points = []
     for sid, entry in group:
@@ -232,21 +266,41 @@ def _detail(sid: str, entry: Entry) -> str:
     ]
     dl = "".join(f"<dt>{esc(a)}</dt><dd{' class=mono' if 'fingerprint' in a or 'sha256' in a else ''}>{esc(b)}</dd>"
                  for a, b in facts)
-    rows = []
-    for record in entry.per_question:
-        rows.append("<tr>" + "".join([
-            f'<td class="text mono">{esc(record.get("question_id"))}</td>',
-            f'<td class="text mono">{esc(" ".join(map(str, record.get("passage_ids") or [])) or "(none)")}</td>',
-            f'<td>{_fmt(record.get("reward"))}</td>', f'<td>{_fmt(record.get("answer_logprob"))}</td>',
-            f'<td>{_fmt(record.get(f"hit@{k}"), 0)}</td>', f'<td>{_fmt(record.get("accuracy"), 0)}</td>',
-            f'<td>{_fmt(record.get("em"), 0)}</td>', f'<td>{_fmt(record.get("f1"), 2)}</td>',
-            f'<td class="text">{esc(record.get("generated_answer"))}</td>']) + "</tr>")
-    per_question = ('<div class="perq"><table><thead><tr><th class="text">Question</th><th class="text">Passages</th>'
-                    f'<th>Reward</th><th>Log-prob</th><th>hit@{k}</th><th>Acc</th><th>EM</th><th>F1</th>'
-                    f'<th class="text">LLM answer</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+    per_question = _smartrag_rows(entry) if entry.env_id == "SmartRAG-v0" else _retrieval_rows(entry, k)
     return (f'<section class="detail" id="e-{esc(sid)}"><h3>{esc(m.name)} {_tag(m.agent_type)}</h3>'
             f'<dl>{dl}</dl><h3>Per question ({entry.n})</h3>{per_question}'
             '<p><a href="#top">back to the tables</a></p></section>')
+
+
+TEXT_HEADERS = frozenset({"Question", "Passages", "Retrieved with", "LLM answer"})  # left-aligned columns
+
+
+def _per_question_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f'<th class="text">{esc(h)}</th>' if h in TEXT_HEADERS else f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
+    return f'<div class="perq"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _retrieval_rows(entry: Entry, k: int) -> str:
+    rows = [[f'<td class="text mono">{esc(r.get("question_id"))}</td>',
+             f'<td class="text mono">{esc(" ".join(map(str, r.get("passage_ids") or [])) or "(none)")}</td>',
+             f'<td>{_fmt(r.get("reward"))}</td>', f'<td>{_fmt(r.get("answer_logprob"))}</td>',
+             f'<td>{_fmt(r.get(f"hit@{k}"), 0)}</td>', f'<td>{_fmt(r.get("accuracy"), 0)}</td>',
+             f'<td>{_fmt(r.get("em"), 0)}</td>', f'<td>{_fmt(r.get("f1"), 2)}</td>',
+             f'<td class="text">{esc(r.get("generated_answer"))}</td>'] for r in entry.per_question]
+    return _per_question_table(["Question", "Passages", "Reward", "Log-prob", f"hit@{k}", "Acc", "EM", "F1",
+                                "LLM answer"], rows)
+
+
+def _smartrag_rows(entry: Entry) -> str:
+    rows = [[f'<td class="text mono">{esc(r.get("question_id"))}</td>',
+             f'<td class="text">{esc(" then ".join(r.get("retrievals") or []) or "(answer at once)")}</td>',
+             f'<td class="text mono">{esc(" ".join(map(str, r.get("passage_ids") or [])) or "(none)")}</td>',
+             f'<td>{_fmt(r.get("reward"))}</td>', f'<td>{_fmt(r.get("accuracy"), 0)}</td>',
+             f'<td>{_fmt(r.get("em"), 0)}</td>', f'<td>{_fmt(r.get("f1"), 2)}</td>',
+             f'<td class="text">{esc(r.get("generated_answer"))}</td>'] for r in entry.per_question]
+    return _per_question_table(["Question", "Retrieved with", "Passages", "Reward", "Acc", "EM", "F1",
+                                "LLM answer"], rows)
 
 
 def render(entries: list[tuple[str, Entry]]) -> str:
@@ -257,10 +311,16 @@ def render(entries: list[tuple[str, Entry]]) -> str:
     for sid, entry in entries:
         groups[_group_key(entry)].append((sid, entry))
     body = []
-    for gid, (_, group) in enumerate(sorted(groups.items(), key=lambda item: str(item[0]))):
-        body.append(f'<h2>{esc(_group_title(group[0][1]))}</h2><div class="group">{_table(group, str(gid))}'
-                    f'<figure>{_plot(group)}<figcaption>Accuracy against retrievals per question (share of questions '
-                    'answered with passages). Click a point or a name for its details.</figcaption></figure></div>')
+    shown_env = None
+    for gid, (_, group) in enumerate(sorted(groups.items(), key=lambda item: (_env_order(item[0][0]), str(item[0])))):
+        env_id = group[0][1].env_id
+        if env_id != shown_env:
+            body.append(f'<h2 class="env">{esc(env_id)}</h2><p class="note">{esc(_env_what(env_id))}</p>')
+            shown_env = env_id
+        body.append(f'<h3>{esc(_group_title(group[0][1]))}</h3><div class="group">{_table(group, str(gid))}'
+                    f'<figure>{_plot(group)}<figcaption>Accuracy against retrievals per question '
+                    f'({esc(X_AXIS.get(env_id, "retrievals per question"))}). Click a point or a name for its '
+                    'details.</figcaption></figure></div>')
     if not groups:
         body.append("<p>No entries yet: run <code>ragenv leaderboard regenerate</code>.</p>")
     details = "".join(_detail(sid, entry) for sid, entry in entries)

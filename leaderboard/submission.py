@@ -13,9 +13,11 @@ The format is a discriminated union on ``env_id``:
 - ``RAGRetrieval-v0``: ``actions[i] = {question_id, passage_ids}``, the canonical
   passage id strings in the order shown to the LLM (not corpus row numbers, so a
   submission survives a corpus reordering); ``[]`` is closed-book.
-- ``SmartRAG-v0`` (draft, not replayable yet): ``actions[i] = {question_id, queries,
-  answer}``, each retrieve query in order and the final answer text. Replaying these
-  traces comes with that environment's replay support; until then they are rejected.
+- ``SmartRAG-v0``: ``actions[i] = {question_id, retrievals}``, the query options the agent
+  retrieved with, in order (names of :data:`ragenv.envs.smartrag.queries.QUERY_OPTIONS`:
+  ``question``, ``keywords``, ``llm-query``, ``question+guess``); the episode then ends with
+  ANSWER, and the frozen LLM's answer is the environment's to compute, not the submitter's.
+  ``[]`` answers closed-book.
 
 Submissions are data only. They are parsed by :func:`parse_submission` with Python's
 ``json`` module under strict rules (UTF-8, at most :data:`MAX_SUBMISSION_BYTES` checked
@@ -38,6 +40,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from ragenv.atomic import atomic_write
+from ragenv.envs.smartrag.queries import QUERY_OPTIONS
 from ragenv.errors import SubmissionError
 from ragenv.numerics import DTYPES
 
@@ -47,8 +50,7 @@ MAX_JSON_DEPTH = 32  # the format nests 4 levels; anything deeper is not a submi
 MAX_ACTIONS = 100_000
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "submission.schema.json"
 
-REPLAYABLE_ENVS = ("RAGRetrieval-v0",)  # envs whose submissions this version can score
-DRAFT_ENVS = ("SmartRAG-v0",)  # in the format, but its action traces cannot be replayed yet
+REPLAYABLE_ENVS = ("RAGRetrieval-v0", "SmartRAG-v0")  # envs whose submissions this version can score
 AGENT_TYPES = ("sparse-retriever", "dense-retriever", "learned-retriever", "rag-policy", "no-retrieval",
                "oracle", "random", "other")
 REWARDS = ("logprob", "logprob_gain", "em", "f1", "accuracy")  # as in RAGRetrievalEnv
@@ -62,7 +64,6 @@ LongText = Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00-\
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Url = Annotated[str, StringConstraints(max_length=500, pattern=r"^https?://[^\s<>\"'\x00-\x1f\x7f]+$")]
-Query = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=_NO_CONTROL)]
 
 
 class _Strict(BaseModel):
@@ -133,7 +134,7 @@ class RetrievalAction(_Strict):
 
 
 class SmartRAGEnvOptions(_Strict):
-    """Draft options of SmartRAG-v0 (reward minus alpha per retrieval, at most max_retrievals; top_n passages each)."""
+    """SmartRAG-v0 options that change rewards: alpha per retrieval, at most max_retrievals, top_n passages each."""
 
     alpha: float = Field(0.2, ge=-100, le=100, allow_inf_nan=False)
     max_retrievals: int = Field(1, ge=0, le=20)
@@ -143,11 +144,11 @@ class SmartRAGEnvOptions(_Strict):
 
 
 class SmartRAGAction(_Strict):
-    """Draft action trace for one question: each retrieve query in order, then the final answer."""
+    """One SmartRAG-v0 episode: the query options retrieved with, in order, then ANSWER ([] = closed-book)."""
 
     question_id: Identifier
-    queries: list[Query] = Field(max_length=20)
-    answer: Annotated[str, StringConstraints(max_length=2000)]
+    retrievals: list[Literal[QUERY_OPTIONS]] = Field(  # type: ignore[valid-type]
+        max_length=len(QUERY_OPTIONS), description="Query option names, in retrieval order; each at most once.")
 
 
 class _SubmissionBase(_Strict):
@@ -170,7 +171,7 @@ class RetrievalSubmission(_SubmissionBase):
 
 
 class SmartRAGSubmission(_SubmissionBase):
-    """A SmartRAG-v0 submission (draft): an action trace per question. Not replayable in this version."""
+    """A SmartRAG-v0 submission: the query options each episode retrieved with."""
 
     env_id: Literal["SmartRAG-v0"]
     env_options: SmartRAGEnvOptions = SmartRAGEnvOptions()
@@ -341,7 +342,7 @@ def _schema_message(error: ValidationError, source: str) -> str:
     errors = error.errors(include_url=False)
     first = errors[0]
     loc = list(first["loc"])
-    if loc and loc[0] in REPLAYABLE_ENVS + DRAFT_ENVS:  # the union's tag, not a field
+    if loc and loc[0] in REPLAYABLE_ENVS:  # the union's tag, not a field
         loc = loc[1:]
     field, kind, found = _path(loc), first["type"], first.get("input")
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
@@ -360,7 +361,7 @@ def _schema_message(error: ValidationError, source: str) -> str:
 
 def _check_env_id(obj: dict, source: str) -> None:
     env_id = obj.get("env_id")
-    known = REPLAYABLE_ENVS + DRAFT_ENVS
+    known = REPLAYABLE_ENVS
     if "env_id" not in obj:
         raise SubmissionError(f"{source}: field env_id: missing; expected one of {', '.join(known)}")
     if env_id in known:
@@ -392,6 +393,17 @@ def _check_consistency(sub: RetrievalSubmission | SmartRAGSubmission, source: st
             if len(set(action.passage_ids)) != len(action.passage_ids):
                 dup = next(p for p in action.passage_ids if action.passage_ids.count(p) > 1)
                 raise SubmissionError(f"{source}: field actions[{i}].passage_ids: expected distinct passages, found "
+                                      f"{_show(dup)} twice")
+    else:
+        quota = sub.env_options.max_retrievals
+        for i, action in enumerate(sub.actions):
+            if len(action.retrievals) > quota:
+                raise SubmissionError(f"{source}: field actions[{i}].retrievals: expected at most {quota} "
+                                      f"(env_options.max_retrievals), found {len(action.retrievals)}")
+            if len(set(action.retrievals)) != len(action.retrievals):
+                dup = next(o for o in action.retrievals if action.retrievals.count(o) > 1)
+                raise SubmissionError(f"{source}: field actions[{i}].retrievals: expected each query option at most "
+                                      f"once (a second retrieval with it returns the same passages), found "
                                       f"{_show(dup)} twice")
 
 
@@ -453,22 +465,38 @@ def to_json(sub: RetrievalSubmission | SmartRAGSubmission) -> str:
 # --------------------------------------------------------------------------- writing one from an evaluation
 
 
-BASELINE_METADATA = {
-    "bm25": ("sparse-retriever", "BM25 top-k with Lucene via pyserini (k1=0.9, b=0.4)", "none (unsupervised)"),
-    "bm25s": ("sparse-retriever", "BM25 top-k with bm25s (same k1, b and analysis as Lucene)", "none (unsupervised)"),
-    "dense": ("dense-retriever", "all-MiniLM-L6-v2 bi-encoder, exact inner-product top-k",
-              "none on this benchmark (the pretrained all-MiniLM-L6-v2 encoder)"),
-    "closed-book": ("no-retrieval", "No passages: the LLM answers from its parameters", "none"),
-    "oracle": ("oracle", "The gold passages of each question: an upper bound that reads the labels",
-               "none (reads gold labels)"),
-    "random": ("random", "k uniformly random passages (seed 0)", "none"),
+BASELINE_METADATA = {  # environment -> agent -> (agent type, description, training data)
+    "RAGRetrieval-v0": {
+        "bm25": ("sparse-retriever", "BM25 top-k with Lucene via pyserini (k1=0.9, b=0.4)", "none (unsupervised)"),
+        "bm25s": ("sparse-retriever", "BM25 top-k with bm25s (same k1, b and analysis as Lucene)",
+                  "none (unsupervised)"),
+        "dense": ("dense-retriever", "all-MiniLM-L6-v2 bi-encoder, exact inner-product top-k",
+                  "none on this benchmark (the pretrained all-MiniLM-L6-v2 encoder)"),
+        "closed-book": ("no-retrieval", "No passages: the LLM answers from its parameters", "none"),
+        "oracle": ("oracle", "The gold passages of each question: an upper bound that reads the labels",
+                   "none (reads gold labels)"),
+        "random": ("random", "k uniformly random passages (seed 0)", "none"),
+    },
+    "SmartRAG-v0": {
+        "never-retrieve": ("no-retrieval", "Answer closed-book at once (never retrieve)", "none"),
+        "always-retrieve": ("rag-policy", "Retrieve once with the question, then answer", "none"),
+        "always-retrieve:keywords": ("rag-policy", "Retrieve once with the keyword rewrite, then answer", "none"),
+        "always-retrieve:llm-query": ("rag-policy", "Retrieve once with the frozen LLM's search query, then answer",
+                                      "none"),
+        "always-retrieve:question+guess": ("rag-policy", "Retrieve once with the question plus the frozen LLM's "
+                                           "closed-book guess, then answer", "none"),
+        "random": ("random", "Uniform over the legal actions (seed 0)", "none"),
+        "oracle": ("oracle", "The best action sequence of each question in hindsight: an upper bound that reads the "
+                   "gold answers", "none (reads gold answers)"),
+    },
 }
 
 
-def default_metadata(agent: str, **overrides) -> Metadata:
+def default_metadata(agent: str, env_id: str = "RAGRetrieval-v0", **overrides) -> Metadata:
     """Metadata for a named agent: the baselines' known facts, with any field overridden (None = keep)."""
-    agent_type, description, training = BASELINE_METADATA.get(agent, ("other", "", "unknown"))
-    fields = {"name": agent, "authors": ["ragenv baselines"] if agent in BASELINE_METADATA else ["unknown"],
+    known = BASELINE_METADATA.get(env_id, {})
+    agent_type, description, training = known.get(agent, ("other", "", "unknown"))
+    fields = {"name": agent, "authors": ["ragenv baselines"] if agent in known else ["unknown"],
               "description": description, "url": None, "agent_type": agent_type, "training_data": training,
               "test_split_used_in_training": False}
     fields.update({key: value for key, value in overrides.items() if value is not None})
@@ -486,7 +514,18 @@ def check_submittable(env_id: str) -> None:
                               f"({', '.join(REPLAYABLE_ENVS)}), found {env_id!r}")
 
 
-def submission_from_result(result: dict, metadata: Metadata | None = None) -> RetrievalSubmission:
+def _submitted_actions(result: dict) -> tuple[type[BaseModel], list[dict]]:
+    """The environment's options model and the per-question actions of an ``evaluate`` result."""
+    if result["env"] == "RAGRetrieval-v0":
+        return RetrievalEnvOptions, [{"question_id": r["question_id"], "passage_ids": list(r["passage_ids"])}
+                                     for r in result["per_question"]]
+    prefix = "retrieve:"  # SmartRAG-v0's episode record names its steps retrieve:<option> ... answer
+    return SmartRAGEnvOptions, [{"question_id": r["question_id"],
+                                 "retrievals": [a[len(prefix):] for a in r["actions"] if a.startswith(prefix)]}
+                                for r in result["per_question"]]
+
+
+def submission_from_result(result: dict, metadata: Metadata | None = None) -> RetrievalSubmission | SmartRAGSubmission:
     """The submission for an ``evaluate`` result document: its actions and identity, not its scores.
 
     The run's metrics go into ``reported_metrics`` only for reference; the replay
@@ -496,6 +535,7 @@ def submission_from_result(result: dict, metadata: Metadata | None = None) -> Re
 
     check_submittable(result["env"])
     options = result["env_options"]
+    options_model, actions = _submitted_actions(result)
     reported = {key: value for key, value in result["metrics"].items()
                 if isinstance(value, (int, float)) and math.isfinite(value)
                 and key not in ("seconds", "cache_hit_rate")}
@@ -503,15 +543,14 @@ def submission_from_result(result: dict, metadata: Metadata | None = None) -> Re
         "format_version": FORMAT_VERSION,
         "env_id": result["env"],
         "ragenv_version": __version__,
-        "metadata": (metadata or default_metadata(result["agent"])).model_dump(mode="json"),
+        "metadata": (metadata or default_metadata(result["agent"], result["env"])).model_dump(mode="json"),
         "dataset": {"name": result["dataset"], "split": result["split"], "limit": result["config"].get("limit"),
                     "fingerprint": result["dataset_fingerprint"]},
         "llm": {"name": result["llm"], "fingerprint": result["llm_fingerprint"],
                 "prompt_version": result["prompt_version"],
                 "numerics": {key: result["numerics"][key] for key in NumericsRef.model_fields}},
-        "env_options": {key: options[key] for key in RetrievalEnvOptions.model_fields},
-        "actions": [{"question_id": r["question_id"], "passage_ids": list(r["passage_ids"])}
-                    for r in result["per_question"]],
+        "env_options": {key: options[key] for key in options_model.model_fields},
+        "actions": actions,
         "reported_metrics": reported,
     }
     return parse_submission(document, "generated submission")  # what we write must pass our own validator

@@ -155,7 +155,7 @@ def evaluate(
         from ragenv.leaderboard.submission import check_submittable, default_metadata
 
         check_submittable(env)
-        metadata = default_metadata(agent, name=name, description=description, url=url,
+        metadata = default_metadata(agent, env, name=name, description=description, url=url,
                                     authors=[a.strip() for a in authors.split(",")] if authors else None)
     result = run(config, log=console.print, batch_size=batch_size)
     console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}", [result],
@@ -572,7 +572,7 @@ def leaderboard_evaluate(
            "metrics": {**scored["metrics"], "seconds": scored["replay"]["seconds"]}}
     d = scored["dataset"]
     console.print(_results_table(f"replayed {scored['env_id']} | {d['name']}/{d['split']} | n={scored['n']} | "
-                                 f"{scored['llm']['name']}", [row], scored["env_options"]["k"]))
+                                 f"{scored['llm']['name']}", [row], scored["env_options"].get("k", 3)))
     console.print(f"replayed under {provenance_line(scored['provenance'])}", highlight=False)
     if output:
         write_json(scored, output)
@@ -601,7 +601,9 @@ def leaderboard_schema(
 
 @leaderboard_app.command("regenerate")
 def leaderboard_regenerate(
-    agents: str = typer.Option("bm25,bm25s,dense,closed-book,oracle,random", help="Comma-separated agents."),
+    env: str = typer.Option("RAGRetrieval-v0", help="Environment id (RAGRetrieval-v0 or SmartRAG-v0)."),
+    agents: Optional[str] = typer.Option(
+        None, help="Comma-separated agents (default: the environment's baselines, see `ragenv agents --env ENV`)."),
     dataset: str = dataset_option(),
     split: str = split_option("test", "Split to evaluate"),
     limit: Optional[int] = limit_option(100, "First N questions of the split (0: all)"),
@@ -615,9 +617,10 @@ def leaderboard_regenerate(
     device: str = device_option(),
 ):
     """Evaluate each agent, write its submission, replay-score it into an entry, and rebuild the page."""
-    from ragenv.leaderboard.entries import LEADERBOARD_DIR, regenerate
+    from ragenv.leaderboard.entries import BASELINES, LEADERBOARD_DIR, regenerate
 
-    regenerate([a.strip() for a in agents.split(",") if a.strip()], dataset=dataset, split=split, limit=limit or None,
+    names = [a.strip() for a in agents.split(",") if a.strip()] if agents else BASELINES.get(env, ())
+    regenerate(names, env=env, dataset=dataset, split=split, limit=limit or None,
                llm=llm, dtype=dtype, device=device, out_dir=out or LEADERBOARD_DIR, site_dir=site, data_dir=data_dir,
                allow_local=allow_local,
                log=lambda message: console.print(message, soft_wrap=True, highlight=False))

@@ -3,7 +3,7 @@
     python scripts/fuzz_submissions.py --iterations 100000 --seed 0
 
 Each iteration takes a valid submission (the committed baseline submissions in
-``leaderboard/submissions/``, trimmed to a few actions, and a SmartRAG-v0 draft made
+``leaderboard/submissions/``, trimmed to a few actions, and a SmartRAG-v0 trace made
 from one), mutates it at the byte level (bit flips, interesting bytes and tokens,
 insertions, deletions, splices, truncation, invalid UTF-8) or at the structure level
 (fields deleted, added, duplicated or replaced by values of every JSON type and size,
@@ -65,7 +65,7 @@ INTERESTING_NUMBERS = [0, 1, -1, 2, 3, 100, 101, 1000, 1001, 20, 21, 2 ** 31, 2 
 
 
 def seed_documents(max_actions: int = 5) -> list[dict]:
-    """Valid submissions: the committed baselines (first ``max_actions`` actions), a SmartRAG draft, and last
+    """Valid submissions: the committed baselines (first ``max_actions`` actions), a SmartRAG-v0 trace, and last
     one baseline in full (100 actions; the driver picks it rarely, it costs ten times as much)."""
     docs = []
     for path in sorted(SEED_DIR.glob("*.json")):
@@ -75,12 +75,13 @@ def seed_documents(max_actions: int = 5) -> list[dict]:
         docs.append(short)
     if not docs:
         raise SystemExit(f"no seed submissions in {SEED_DIR}")
-    draft = copy.deepcopy(docs[0])
-    draft["env_id"] = "SmartRAG-v0"
-    draft["env_options"] = {"alpha": 0.2, "max_retrievals": 1, "top_n": 3, "reward": "em_f1", "first_stage": "bm25s"}
-    draft["actions"] = [{"question_id": a["question_id"], "queries": ["who wrote it"] if i % 2 else [],
-                         "answer": "Paris"} for i, a in enumerate(draft["actions"])]
-    docs.append(draft)
+    trace = copy.deepcopy(docs[0])
+    trace["env_id"] = "SmartRAG-v0"
+    trace["env_options"] = {"alpha": 0.2, "max_retrievals": 2, "top_n": 3, "reward": "em_f1", "first_stage": "bm25s"}
+    traces = [[], ["keywords"], ["llm-query", "question"]]
+    trace["actions"] = [{"question_id": a["question_id"], "retrievals": traces[i % 3]}
+                        for i, a in enumerate(trace["actions"])]
+    docs.append(trace)
     docs.append(json.loads((sorted(SEED_DIR.glob("*.json"))[0]).read_text(encoding="utf-8")))  # one full-size seed
     for doc in docs:  # every seed must be valid, or the fuzzer measures nothing
         parse_submission(json.dumps(doc).encode(), "seed")

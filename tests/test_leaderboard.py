@@ -346,9 +346,6 @@ def test_replay_refuses_what_it_must_not_load(good):
         "local path model": (_set("llm.name", "/etc/passwd")(copy.deepcopy(good)), True,
                              ["field llm.name", "/etc/passwd"]),
     }
-    smart = {key: value for key, value in good.items() if key not in ("env_options", "actions")}
-    smart.update(env_id="SmartRAG-v0", actions=[{"question_id": "q1", "queries": ["who?"], "answer": "Ada"}])
-    cases["smartrag draft"] = (smart, True, ["field env_id", "SmartRAG-v0", "cannot be replayed yet"])
     for name, (document, allow_local, needles) in cases.items():
         with pytest.raises(SubmissionError) as caught:
             replay(parse_submission(encode(document), "sub.json"), allow_local=allow_local, progress=False,
@@ -382,6 +379,6 @@ def test_cli_rejects_bad_submissions_in_one_line(good, evaluated, tmp_path):
     assert_one_line_error(run_cli("leaderboard", "evaluate", str(tmp_path / "absent.json")), "does not exist")
     assert_one_line_error(run_cli("evaluate", "--agent", "bm25s", "--submission", str(tmp_path / "s.json"),
                                   "--url", "javascript:alert(1)"), "field metadata.url")
-    assert_one_line_error(run_cli("evaluate", "--env", "SmartRAG-v0", "--submission", str(tmp_path / "s.json")),
-                          "--submission", "RAGRetrieval-v0", "SmartRAG-v0")
+    assert_one_line_error(run_cli("evaluate", "--env", "SmartRAGText-v0", "--submission", str(tmp_path / "s.json")),
+                          "--submission", "RAGRetrieval-v0, SmartRAG-v0", "found 'SmartRAGText-v0'")
     assert not (tmp_path / "s.json").exists()

@@ -449,10 +449,11 @@ def valid_submissions() -> list[dict]:
         doc = json.loads(path.read_text(encoding="utf-8"))
         doc["actions"] = doc["actions"][:4]
         docs.append(doc)
-    draft = copy.deepcopy(docs[0])
-    draft["env_id"], draft["env_options"] = "SmartRAG-v0", {"alpha": 0.2, "max_retrievals": 1}
-    draft["actions"] = [{"question_id": a["question_id"], "queries": ["q"], "answer": "x"} for a in draft["actions"]]
-    return docs + [draft]
+    smartrag = copy.deepcopy(docs[0])
+    smartrag["env_id"], smartrag["env_options"] = "SmartRAG-v0", {"alpha": 0.2, "max_retrievals": 1}
+    smartrag["actions"] = [{"question_id": a["question_id"], "retrievals": ["keywords"][:i % 2]}
+                           for i, a in enumerate(smartrag["actions"])]
+    return docs + [smartrag]
 
 
 VALID_SUBMISSIONS = valid_submissions()
