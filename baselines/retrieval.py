@@ -16,6 +16,7 @@ import numpy as np
 
 from ragenv.data import Question
 from ragenv.envs.retrieval import EMPTY, RAGRetrievalEnv
+from ragenv.index import Index
 
 
 class RetrieverAgent:
@@ -28,8 +29,8 @@ class RetrieverAgent:
         self.name = name or index_kind
         if index_kind == env.first_stage_name and not index_options:
             self.index = env.first_stage
-        elif index_kind == "dense" and env.dense is not None and not index_options:
-            self.index = env.dense
+        elif index_kind == "dense" and isinstance(env.dense, Index) and not index_options:
+            self.index = env.dense  # the environment's dense index (not its live features: they do not search)
         else:
             self.index = make_index(index_kind, env.corpus, **index_options)
 

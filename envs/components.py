@@ -32,7 +32,7 @@ class EnvComponents:
     questions: list[Question]
     scorer: FrozenLLM
     first_stage: Index
-    dense: Index | None  # the frozen-encoder index whose embeddings are the observation features
+    dense: Any  # the observation features' encoder (DenseIndex or LiveEmbeddings), None without features
 
 
 def build_components(
@@ -77,8 +77,10 @@ def build_components(
         scorer = FrozenLLM(llm_config, cache)
     first = make_index(first_stage, data.corpus)
     dense = None
-    if features:
-        dense = first if first_stage == "dense" else make_index("dense", data.corpus, encoder=encoder)
+    if features:  # the dense first stage's matrix when there is one; otherwise embedded when first shown
+        from ragenv.index.dense import LiveEmbeddings
+
+        dense = first if first_stage == "dense" else LiveEmbeddings(data.corpus, encoder)
     return EnvComponents(data, data.corpus, questions, scorer, first, dense)
 
 

@@ -164,6 +164,9 @@ class SmartRAGEnv(SmartRAGEpisode):
       earlier checks, a boolean quota or ``top_n``, a negative ``limit`` and a non-boolean
       ``features`` are now refused). The environment is now the package
       ``ragenv.envs.smartrag``; rewards, observations, prompts and cache keys are unchanged.
+    * v0, ragenv 0.3: ``context_embedding`` embeds a passage when it is first retrieved
+      (:class:`~ragenv.index.dense.LiveEmbeddings`) instead of embedding the whole corpus at make
+      time; the same vectors to 1e-6 per component.
     """
 
     def __init__(self, *args: Any, invalid_action: str = "raise", **kwargs: Any):

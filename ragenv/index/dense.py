@@ -1,8 +1,14 @@
-"""Dense retrieval: exact inner-product search over frozen encoder embeddings.
+"""Dense retrieval and the environments' encoder features.
 
-The passage embedding matrix is computed once per (corpus, encoder) and cached as
-``embeddings.npy``; the retrieval environment reads its candidate features from the
-same matrix, so there is one home for passage embeddings.
+:class:`DenseIndex`: exact inner-product search over the passage embedding matrix, computed
+once per (corpus, encoder) and cached as ``embeddings.npy``.
+
+:class:`LiveEmbeddings`: the same encoder's passage embeddings computed when a passage is
+first shown (memoised per row), for environments whose first stage is not dense: making the
+environment embeds nothing, so the first ``gym.make`` no longer waits for the whole corpus
+(16,436 passages: minutes on a CPU) and a corpus of millions of passages needs no matrix in
+memory. Both give the environments' features through one interface: ``encoder`` (its
+``dim``), ``query_encoder`` and ``passage_embeddings(rows)``.
 """
 from __future__ import annotations
 
@@ -60,3 +66,36 @@ class DenseIndex(Index):
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.search_vectors(self.query_encoder.encode(list(queries)), k)
+
+
+class LiveEmbeddings:
+    """Passage features from the encoder on demand, memoised per corpus row (see the module docstring).
+
+    A passage's vector is the one :class:`DenseIndex` stores up to float32 rounding (the
+    encoder sees it in another batch, padded to another length): measured difference at
+    most 1e-6 per component (``tests/test_live_features.py``).
+    """
+
+    def __init__(self, corpus: Corpus, encoder: str | EncoderConfig | Encoder = EncoderConfig()):
+        self.corpus = corpus
+        self.encoder = encoder if isinstance(encoder, Encoder) else Encoder(encoder)
+        self.query_encoder = self.encoder
+        self._memo: dict[int, np.ndarray] = {}
+
+    def passage_embeddings(self, rows: np.ndarray) -> np.ndarray:
+        """Embeddings of corpus rows (-1 rows give zero vectors); rows not seen before are encoded in one batch."""
+        rows = np.asarray(rows)
+        todo = sorted({int(r) for r in rows.ravel() if r >= 0} - self._memo.keys())
+        if todo:
+            vectors = np.asarray(self.encoder.encode([self.corpus[r].contents for r in todo]), dtype=np.float32)
+            self._memo.update(zip(todo, vectors))
+        out = np.zeros(rows.shape + (self.encoder.dim,), dtype=np.float32)
+        for index, row in np.ndenumerate(rows):
+            if row >= 0:
+                out[index] = self._memo[int(row)]
+        return out
+
+    @property
+    def memoised(self) -> int:
+        """Passages embedded so far."""
+        return len(self._memo)
