@@ -31,10 +31,13 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from ragenv import settings
 from ragenv.errors import DataError
+
+if TYPE_CHECKING:
+    from ragenv.corpus.store import CorpusStore
 
 SPLITS = ("train", "dev", "test")
 QUESTION_SETS = ("nq", "hotpotqa", "squad")
@@ -196,28 +199,40 @@ def _download(spec: DataFile) -> Path:
 # --------------------------------------------------------------------------- loaders of public formats
 
 
+def decode_line(path: Path, lineno: int, raw: bytes) -> str:
+    """One line of a file as text; bytes that are not UTF-8 are a DataError naming ``file:line``."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1} of the line is "
+                        f"0x{raw[exc.start]:02x}); save the file as UTF-8") from None
+
+
+def parse_json_line(path: Path, lineno: int, raw: bytes) -> dict | None:
+    """The JSON object on one line (None for a blank line); anything else is a DataError naming ``file:line``."""
+    line = decode_line(path, lineno, raw)
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, absurd nesting
+        raise DataError(f"{path}:{lineno}: not valid JSON ({str(exc)[:100]})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}:{lineno}: expected a JSON object, found {type(record).__name__}")
+    return record
+
+
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` per non-blank line; any unreadable line is a DataError naming ``file:line``."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
             for lineno, raw in enumerate(handle, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1} of the line is "
-                                    f"0x{raw[exc.start]:02x}); save the file as UTF-8") from None
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, absurd nesting
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({str(exc)[:100]})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}:{lineno}: expected a JSON object, found {type(record).__name__}")
-                yield lineno, record
+                record = parse_json_line(path, lineno, raw)
+                if record is not None:
+                    yield lineno, record
     except (OSError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
 
@@ -286,15 +301,24 @@ def load_squad(path: Path) -> tuple[list[Passage], list[Question]]:
     return passages, questions
 
 
+def split_contents(contents: str) -> tuple[str, str]:
+    """FlashRAG's ``contents`` (``"Title"\\ntext``) as a normalised (title, text)."""
+    title, _, text = contents.partition("\n")
+    return normalize_ws(title.strip().strip('"')), normalize_ws(text)
+
+
 def load_dpr_jsonl(path: Path) -> list[Passage]:
-    """DPR/FlashRAG passages ``{id, contents}`` where contents is ``"Title"\\ntext``."""
+    """DPR/FlashRAG passages ``{id, contents}`` where contents is ``"Title"\\ntext``.
+
+    The file's ids are not kept: wiki-mini pools sources, so its ids are content hashes (``passage_id``).
+    """
     passages = []
     for lineno, row in _read_jsonl(path):
         contents = row.get("contents")
         if not isinstance(contents, str):
             raise DataError(f"{path}:{lineno}: expected a string field 'contents'")
-        title, _, text = contents.partition("\n")
-        passages.append(_make_passage(title.strip().strip('"'), text))
+        title, text = split_contents(contents)
+        passages.append(Passage(passage_id(title, text), title, text))
     return passages
 
 
@@ -302,36 +326,73 @@ def load_dpr_jsonl(path: Path) -> list[Passage]:
 
 
 class Corpus:
-    """An ordered, de-duplicated passage collection. Row numbers are the environments' passage ids."""
+    """An ordered, de-duplicated passage collection. Row numbers are the environments' passage ids.
+
+    In memory (``Corpus(name, passages)``, the named and user data) or backed by an on-disk
+    :class:`ragenv.corpus.CorpusStore` (:meth:`from_store`, for corpora too big for Python objects):
+    ``len``, ``corpus[row]``, ``pid in corpus``, :meth:`row` and :attr:`fingerprint` then read the
+    store's files and manifest; :attr:`passages` and :attr:`contents` materialise the whole corpus.
+    """
 
     def __init__(self, name: str, passages: Iterable[Passage]):
         self.name = name
         unique: dict[str, Passage] = {}
         for passage in passages:
             unique.setdefault(passage.id, passage)
-        self.passages: list[Passage] = list(unique.values())
-        self._row = {p.id: i for i, p in enumerate(self.passages)}
+        self._passages: list[Passage] | None = list(unique.values())
+        self._row: dict[str, int] | None = {p.id: i for i, p in enumerate(self._passages)}
+        self.store: CorpusStore | None = None
+
+    @classmethod
+    def from_store(cls, store: CorpusStore | str | Path, name: str | None = None) -> Corpus:
+        """A corpus read from a store (an open one, a store folder, or a store name under the cache's
+        ``corpora/``); opening costs milliseconds and no memory in proportion to the corpus."""
+        from ragenv.corpus.store import CorpusStore
+
+        opened = store if isinstance(store, CorpusStore) else CorpusStore.open(store)
+        corpus = cls.__new__(cls)
+        corpus.name = name or opened.name
+        corpus._passages, corpus._row, corpus.store = None, None, opened
+        return corpus
+
+    @property
+    def passages(self) -> list[Passage]:
+        """Every passage in row order. A store-backed corpus materialises them all (once, then kept):
+        for small corpora only; large ones are read by row."""
+        if self._passages is None:
+            assert self.store is not None
+            self._passages = list(self.store)
+        return self._passages
 
     def __len__(self) -> int:
-        return len(self.passages)
+        return len(self.store) if self.store is not None else len(self.passages)
 
     def __getitem__(self, row: int) -> Passage:
-        return self.passages[row]
+        return self.store[row] if self.store is not None else self.passages[row]
 
     def __contains__(self, pid: str) -> bool:
+        if self.store is not None:
+            return pid in self.store
+        assert self._row is not None
         return pid in self._row
 
     def row(self, pid: str) -> int:
-        """Row number of a passage id."""
+        """Row number of a passage id (KeyError when absent)."""
+        if self.store is not None:
+            return self.store.row(pid)
+        assert self._row is not None
         return self._row[pid]
 
     @cached_property
     def contents(self) -> list[str]:
-        return [p.contents for p in self.passages]
+        """``title\\ntext`` of every passage, in row order (materialises a store-backed corpus)."""
+        return [p.contents for p in (self.store if self.store is not None else self.passages)]
 
     @cached_property
     def fingerprint(self) -> str:
-        """sha256 over every (id, title, text): any change to the corpus changes it."""
+        """sha256 over every (id, title, text): any change to the corpus changes it (a store's, from its manifest)."""
+        if self.store is not None:
+            return self.store.fingerprint
         digest = hashlib.sha256()
         for p in self.passages:
             digest.update(f"{p.id}\x1f{p.title}\x1f{p.text}\x1e".encode("utf-8"))
@@ -382,6 +443,15 @@ def _is_id(value) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
+def user_passage(path: Path, lineno: int, row: dict) -> Passage:
+    """One line of a user's ``corpus.jsonl`` (``{id, title, text}``) as a passage, by the rules of
+    :func:`load_user_dataset` (also used by ``ragenv.corpus.ingest`` for JSONL sources)."""
+    pid, title, text = row.get("id"), row.get("title", ""), row.get("text")
+    if not _is_id(pid) or not isinstance(text, str) or not isinstance(title, str):
+        raise DataError(f"{path}:{lineno}: a passage needs string fields 'id' and 'text' (and optional 'title')")
+    return Passage(str(pid), normalize_ws(title), normalize_ws(text))
+
+
 def load_user_dataset(folder: Path) -> Dataset:
     """A folder with ``corpus.jsonl`` and ``questions.jsonl`` in the canonical fields.
 
@@ -399,15 +469,11 @@ def load_user_dataset(folder: Path) -> Dataset:
             raise DataError(f"dataset folder {folder} has no {path.name}; it needs corpus.jsonl and questions.jsonl")
     passages, seen = [], set()
     for lineno, row in _read_jsonl(corpus_path):
-        pid, title, text = row.get("id"), row.get("title", ""), row.get("text")
-        if not _is_id(pid) or not isinstance(text, str) or not isinstance(title, str):
-            raise DataError(f"{corpus_path}:{lineno}: a passage needs string fields 'id' and 'text' "
-                            "(and optional 'title')")
-        pid = str(pid)
-        if pid in seen:
-            raise DataError(f"{corpus_path}:{lineno}: duplicate passage id {pid!r}")
-        seen.add(pid)
-        passages.append(Passage(pid, normalize_ws(title), normalize_ws(text)))
+        passage = user_passage(corpus_path, lineno, row)
+        if passage.id in seen:
+            raise DataError(f"{corpus_path}:{lineno}: duplicate passage id {passage.id!r}")
+        seen.add(passage.id)
+        passages.append(passage)
     if not passages:
         raise DataError(f"{corpus_path} holds no passages")
     questions, seen_q, splits = [], set(), set()
