@@ -33,6 +33,10 @@ train_app = typer.Typer(no_args_is_help=True, help="Train reference agents.")
 smartrag_app = typer.Typer(no_args_is_help=True, help="SmartRAG-v0 experiments.")
 app.add_typer(train_app, name="train")
 app.add_typer(smartrag_app, name="smartrag")
+corpus_app = typer.Typer(no_args_is_help=True,
+                         help="Corpus stores on disk (up to full Wikipedia): ingest passage files, add synthetic "
+                              "distractors, inspect.")
+app.add_typer(corpus_app, name="corpus")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -665,6 +669,79 @@ def bench(
     if output:
         write_json(report, output)
         console.print(f"wrote {output}")
+
+
+def _corpus_folder(name: str, out: Optional[str]):
+    """The folder of store ``name``: under ``--out``, else under the ragenv cache's ``corpora/``."""
+    from pathlib import Path
+
+    from ragenv.corpus import corpora_dir
+
+    if not name or name != Path(name).name or name.startswith("."):
+        raise RagenvError(f"--name must be a plain folder name (no '/', not hidden), got {name!r}")
+    return (Path(out).expanduser() if out else corpora_dir()) / name
+
+
+def _print_store(store) -> None:
+    console.print(f"corpus store {store.name}: {len(store):,} passages, {store.disk_bytes() / 2**20:,.1f} MiB on disk"
+                  f"\npath {store.path}\nfingerprint {store.fingerprint}", highlight=False)
+
+
+@corpus_app.command("ingest")
+def corpus_ingest(
+    sources: list[str] = typer.Argument(..., help="Passage files, read in this order (gzipped ones too)."),
+    name: str = typer.Option(..., help="The store's name: its folder under --out."),
+    out: Optional[str] = typer.Option(None, help="Folder holding the store (default: corpora/ in the ragenv cache)."),
+    fmt: str = typer.Option("auto", "--format", help="auto (from the file name), dpr-tsv (id, text, title), "
+                                                     "jsonl ({id, title, text}) or flashrag ({id, contents})."),
+    overwrite: bool = typer.Option(False, help="Replace an existing store of this name."),
+):
+    """Stream passage files into an on-disk corpus store; rerun the same command after a crash to resume."""
+    from ragenv.corpus.ingest import ingest
+
+    _print_store(ingest(sources, _corpus_folder(name, out), name, fmt=fmt, overwrite=overwrite))
+
+
+@corpus_app.command("synth")
+def corpus_synth(
+    n: int = typer.Option(..., "--n", help="How many synthetic passages to write."),
+    name: str = typer.Option(..., help="The store's name: its folder under --out."),
+    base: str = typer.Option("wiki-mini", help="Corpus the sentences come from: wiki-mini, or a store name or "
+                                               "folder."),
+    seed: int = typer.Option(0, help="Same seed, same passages."),
+    with_base: bool = typer.Option(True, "--with-base/--without-base",
+                                   help="Write the base corpus's passages first (its rows keep their numbers)."),
+    out: Optional[str] = typer.Option(None, help="Folder holding the store (default: corpora/ in the ragenv cache)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing store of this name."),
+    data_dir: Optional[str] = data_dir_option(),
+):
+    """Synthetic distractors recombined from real sentences, for measuring cost (not retrieval difficulty)."""
+    from ragenv.corpus import CorpusStore
+    from ragenv.corpus.synth import synthesize
+    from ragenv.data import CORPORA, load_dataset
+
+    source = load_dataset("nq", data_dir).corpus if base in CORPORA else CorpusStore.open(base)
+    _print_store(synthesize(source, n, _corpus_folder(name, out), seed, with_base=with_base, name=name,
+                            overwrite=overwrite))
+
+
+@corpus_app.command("info")
+def corpus_info(
+    store: str = typer.Argument(..., help="A store name (under corpora/ in the ragenv cache) or folder."),
+    verify: bool = typer.Option(False, help="Re-hash the passages against the fingerprint (reads the whole store)."),
+):
+    """Count, fingerprint, disk size and source of a corpus store."""
+    import json
+
+    from ragenv.corpus import CorpusStore
+
+    opened = CorpusStore.open(store)
+    _print_store(opened)
+    console.print(f"source {json.dumps(opened.manifest['source'], ensure_ascii=False)}", highlight=False,
+                  style="dim")
+    if verify:
+        opened.verify()
+        console.print("verified: passages.bin matches the fingerprint")
 
 
 def main() -> None:
