@@ -27,7 +27,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -121,11 +120,12 @@ DATA_FILES: dict[str, DataFile] = {
     ),
 }
 
-_WS = re.compile(r"\s+")
-
 
 def normalize_ws(text: str) -> str:
-    return _WS.sub(" ", text).strip()
+    """Runs of whitespace become one space, none at either end. ``str.split()`` splits on exactly the
+    characters ``re``'s ``\\s`` matches (``str.isspace``; checked over every code point), and is ~3x faster
+    than ``re.sub(r"\\s+", " ", text).strip()``, which ingesting 21M passages notices."""
+    return " ".join(text.split())
 
 
 def passage_id(title: str, text: str) -> str:

@@ -32,7 +32,7 @@ from ragenv.progress import progress_bar
 MIN_WORDS, MAX_WORDS = 80, 120
 MAX_DRAWS = 32  # source passages tried per synthetic passage (ends the loop on a corpus of empty texts)
 ID_FORMAT = "synthetic-{:09d}"
-_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]?(\s+)(?=[\"'(\[]?[A-Z0-9])")  # group 1: the gap between sentences
 _WHOLE = re.compile(r"[\"'(\[]?[A-Z0-9].*[.!?][\"')\]]?$")
 
 
@@ -53,7 +53,12 @@ def sentences(text: str) -> list[str]:
     """``text`` cut after ``.``, ``!`` or ``?`` where a capital, digit or opening quote follows; the whole
     sentences among them (those that start and end like one) when there are any, as passages cut at a
     fixed word count (DPR's) begin and end mid-sentence."""
-    pieces = [s for s in _SENTENCE_END.split(text) if s]
+    pieces, start = [], 0
+    for end in _SENTENCE_END.finditer(text):
+        pieces.append(text[start:end.start(1)])
+        start = end.end(1)
+    pieces.append(text[start:])
+    pieces = [s for s in pieces if s]
     whole = [s for s in pieces if _WHOLE.match(s)]
     return whole or pieces
 
