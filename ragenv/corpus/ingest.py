@@ -421,6 +421,8 @@ def ingest(source: str | Path | Sequence[str | Path], out_dir: str | Path, name:
     with StoreWriter(out_dir, name, key, labels, what, overwrite=overwrite, chunk_bytes=chunk_bytes) as writer, \
             progress_bar(disable=not progress) as bar:
         state = writer.state or {"file": 0, "offset": 0, "line": 0}
+        if writer.resumed_rows:
+            bar.console.print(f"resuming {name}: {writer.resumed_rows:,} passages were already written")
         mib = 2**20
         task = bar.add_task(f"ingest {name} (MiB read)", total=math.ceil(sum(sizes) / mib))
         for index in range(state["file"], len(paths)):

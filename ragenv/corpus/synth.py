@@ -113,6 +113,8 @@ def synthesize(base: PassageSource, n: int, out_dir: str | Path, seed: int = 0, 
     with StoreWriter(out_dir, name, key, labels, what, overwrite=overwrite, chunk_bytes=chunk_bytes) as writer, \
             progress_bar(disable=not progress) as bar:
         start = writer.state["next"] if writer.state else 0
+        if writer.resumed_rows:
+            bar.console.print(f"resuming {name}: {writer.resumed_rows:,} passages were already written")
         task = bar.add_task(f"synth {name} (passages)", total=total, completed=start)
         for position in range(start, total):
             if position < base_rows:
