@@ -377,7 +377,8 @@ def _check_env_id(obj: dict, source: str) -> None:
 
 
 def _check_consistency(sub: RetrievalSubmission | SmartRAGSubmission, source: str) -> None:
-    """Rules one field cannot state alone: unique question ids; at most k distinct passages each."""
+    """Rules one field cannot state alone: unique question ids; at most k distinct passages (or at most
+    max_retrievals distinct query options) each."""
     seen: dict[str, int] = {}
     for i, action in enumerate(sub.actions):
         if action.question_id in seen:
@@ -385,26 +386,19 @@ def _check_consistency(sub: RetrievalSubmission | SmartRAGSubmission, source: st
                                   f"{_show(action.question_id)} again (first at actions[{seen[action.question_id]}])")
         seen[action.question_id] = i
     if isinstance(sub, RetrievalSubmission):
-        k = sub.env_options.k
-        for i, action in enumerate(sub.actions):
-            if len(action.passage_ids) > k:
-                raise SubmissionError(f"{source}: field actions[{i}].passage_ids: expected at most {k} passage ids "
-                                      f"(env_options.k), found {len(action.passage_ids)}")
-            if len(set(action.passage_ids)) != len(action.passage_ids):
-                dup = next(p for p in action.passage_ids if action.passage_ids.count(p) > 1)
-                raise SubmissionError(f"{source}: field actions[{i}].passage_ids: expected distinct passages, found "
-                                      f"{_show(dup)} twice")
+        field, limit, bound = "passage_ids", sub.env_options.k, "passage ids (env_options.k)"
+        repeat = "distinct passages"
     else:
-        quota = sub.env_options.max_retrievals
-        for i, action in enumerate(sub.actions):
-            if len(action.retrievals) > quota:
-                raise SubmissionError(f"{source}: field actions[{i}].retrievals: expected at most {quota} "
-                                      f"(env_options.max_retrievals), found {len(action.retrievals)}")
-            if len(set(action.retrievals)) != len(action.retrievals):
-                dup = next(o for o in action.retrievals if action.retrievals.count(o) > 1)
-                raise SubmissionError(f"{source}: field actions[{i}].retrievals: expected each query option at most "
-                                      f"once (a second retrieval with it returns the same passages), found "
-                                      f"{_show(dup)} twice")
+        field, limit, bound = "retrievals", sub.env_options.max_retrievals, "(env_options.max_retrievals)"
+        repeat = "each query option at most once (a second retrieval with it returns the same passages)"
+    for i, action in enumerate(sub.actions):
+        items = getattr(action, field)
+        if len(items) > limit:
+            raise SubmissionError(f"{source}: field actions[{i}].{field}: expected at most {limit} {bound}, "
+                                  f"found {len(items)}")
+        if len(set(items)) != len(items):
+            dup = next(item for item in items if items.count(item) > 1)
+            raise SubmissionError(f"{source}: field actions[{i}].{field}: expected {repeat}, found {_show(dup)} twice")
 
 
 def parse_submission(data: bytes | str | dict, source: str = "submission") -> RetrievalSubmission | SmartRAGSubmission:
