@@ -20,7 +20,7 @@ import numpy as np
 
 from ragenv.data import Corpus, Dataset, Question, load_dataset
 from ragenv.errors import ConfigError
-from ragenv.index import INDEX_KINDS, Index, make_index
+from ragenv.index import Index, check_index_name, make_index
 from ragenv.llm import FrozenLLM, LLMConfig, make_llm_config
 from ragenv.reward_cache import RewardCache
 
@@ -134,7 +134,7 @@ def check_component_keywords(dataset: Any, split: Any, limit: Any, data_dir: Any
         raise ConfigError(f"cache must be a RewardCache, a file path or None, got {cache!r}")
     if scorer is not None and not (isinstance(scorer, FrozenLLM) or callable(getattr(scorer, "run", None))):
         raise ConfigError(f"scorer must be a FrozenLLM or None, got {type(scorer).__name__}")
-    check_choice("first_stage", first_stage, INDEX_KINDS)
+    check_index_name(first_stage)
     check_flag("features", features)
     if not (isinstance(encoder, str) and encoder):
         raise ConfigError(f"encoder must be an encoder name or path, got {encoder!r}")

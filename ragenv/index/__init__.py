@@ -9,6 +9,6 @@ has another fingerprint and therefore gets its own, freshly built index.
 from __future__ import annotations
 
 from ragenv.index.base import Index, build_once, index_path
-from ragenv.index.registry import INDEX_KINDS, make_index
+from ragenv.index.registry import INDEX_KINDS, check_index_name, make_index
 
-__all__ = ["Index", "INDEX_KINDS", "build_once", "index_path", "make_index"]
+__all__ = ["Index", "INDEX_KINDS", "build_once", "check_index_name", "index_path", "make_index"]

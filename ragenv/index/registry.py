@@ -12,6 +12,13 @@ INDEX_KINDS = {
 }
 
 
+def check_index_name(name: object) -> str:
+    """``name`` if it names an index :func:`make_index` can open, else ConfigError listing the kinds (nothing loads)."""
+    if not isinstance(name, str) or name not in INDEX_KINDS:
+        raise ConfigError(f"first_stage must be one of {', '.join(map(repr, INDEX_KINDS))}, got {name!r}")
+    return name
+
+
 def make_index(kind: str, corpus: Corpus, **options) -> Index:
     """Build (or load from the cache) an index of ``corpus``; options go to the backend's config."""
     if kind == "bm25s":
