@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ragenv.data import Corpus, Dataset, Question, load_dataset
+from ragenv.data import Corpus, Dataset, Question, load_dataset, open_corpus, questions_without_gold
 from ragenv.errors import ConfigError
 from ragenv.index import Index, check_index_name, make_index
 from ragenv.llm import FrozenLLM, LLMConfig, make_llm_config
@@ -49,14 +49,22 @@ def build_components(
     *,
     dtype: str | None = None,
     device: str | None = None,
+    corpus: str | None = None,
 ) -> EnvComponents:
     """Load the split (first ``limit`` questions), the scorer (shared if given) and the indexes.
+
+    ``corpus``: a corpus store (name or folder, :mod:`ragenv.corpus`) to serve the questions over
+    instead of their own corpus; gold passages are resolved by id, else by content
+    (:meth:`ragenv.data.Dataset.with_corpus`), and a split none of whose questions keeps a gold
+    passage is refused.
 
     ``dtype``/``device`` set the frozen LLM's numeric setting (None: the ``llm`` config's, by
     default the canonical float32); they are checked here, before any data or model is read, with every
     other keyword (:func:`check_component_keywords`).
     """
     check_component_keywords(dataset, split, limit, data_dir, cache, scorer, first_stage, features, encoder)
+    if corpus is not None and not (isinstance(corpus, (str, os.PathLike)) and str(corpus)):
+        raise ConfigError(f"corpus must be a corpus store name or folder (or None: the dataset's own), got {corpus!r}")
     one_torch_thread_in_forked_children()
     llm_config = make_llm_config(llm, dtype, device)
     if scorer is not None and (dtype is not None or device is not None):
@@ -66,11 +74,17 @@ def build_components(
                               f"({scorer.config.dtype}, {scorer.config.device}); "
                               "leave them out or build another scorer")
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
+    if corpus is not None:
+        data = data.with_corpus(open_corpus(corpus))
     questions = data.split(split)
     if limit is not None:
         questions = questions[:limit]
     if not questions:
         raise ConfigError(f"split {split!r} of {data.name!r} has no questions")
+    if corpus is not None and questions_without_gold(questions) == len(questions):
+        raise ConfigError(f"none of the {len(questions)} questions of {data.name}/{split} has a gold passage in corpus "
+                          f"{data.corpus.name!r} (looked up by id and by title and text): is it the corpus they were "
+                          "written for?")
     if scorer is None:
         if isinstance(cache, (str, bytes, os.PathLike)) or cache is None:
             cache = RewardCache(cache)

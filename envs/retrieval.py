@@ -148,6 +148,7 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         render_mode: str | None = None,
         dtype: str | None = None,
         device: str | None = None,
+        corpus: str | None = None,
     ):
         # Every keyword is checked before any data or model is read (build_components checks the shared ones).
         check_choice("reward", reward, REWARDS)
@@ -157,7 +158,7 @@ class RAGRetrievalEnv(SharedEnvMixin, gym.Env):
         diagnostics = check_flag("diagnostics", diagnostics)
         check_choice("render_mode", render_mode, [None, *self.metadata["render_modes"]])
         parts = build_components(dataset, split, limit, data_dir, llm, cache, scorer, first_stage, features, encoder,
-                                 dtype=dtype, device=device)
+                                 dtype=dtype, device=device, corpus=corpus)
         self.dataset, self.corpus, self.questions = parts.dataset, parts.corpus, parts.questions
         self.scorer, self.first_stage, self.dense = parts.scorer, parts.first_stage, parts.dense
         self.split_name = split

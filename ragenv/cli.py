@@ -80,6 +80,12 @@ def data_dir_option():
     return typer.Option(None, help="Data folder (default: RAGENV_DATA, else download).")
 
 
+def corpus_option():
+    """``--corpus``: serve the questions over a corpus store instead of their own corpus."""
+    return typer.Option(None, help="A corpus store (name or folder, see `ragenv corpus`) to serve the questions "
+                                   "over instead of their own corpus; gold passages are matched by id or by text.")
+
+
 def k_option():
     """``--k``: RAGRetrieval-v0's passages per question."""
     return typer.Option(None, help="RAGRetrieval-v0: passages per question (default 3).")
@@ -133,6 +139,7 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed for stochastic agents."),
     output: Optional[str] = typer.Option(None, help="Write the result JSON here."),
     data_dir: Optional[str] = data_dir_option(),
+    corpus: Optional[str] = corpus_option(),
     submission: Optional[str] = typer.Option(None, help="Also write a leaderboard submission (the actions) here."),
     name: Optional[str] = typer.Option(None, help="Submission: display name (default: the agent name)."),
     authors: Optional[str] = typer.Option(None, help="Submission: comma-separated authors."),
@@ -153,17 +160,24 @@ def evaluate(
     options = env_options_for(env, k=k, top_n=top_n, reward=reward, cost_per_passage=cost_per_passage, alpha=alpha,
                               max_retrievals=max_retrievals)
     config = EvalConfig(env=env, agent=agent, dataset=dataset, split=split, limit=limit, llm=llm, seed=seed,
-                        data_dir=data_dir, dtype=dtype, device=device, env_options=options)
+                        data_dir=data_dir, corpus=corpus, dtype=dtype, device=device, env_options=options)
     metadata = None
     if submission:  # checked before the run, so bad metadata costs nothing
         from ragenv.leaderboard.submission import check_submittable, default_metadata
 
+        if corpus:
+            raise RagenvError("--submission: the leaderboard replays each question set over its own corpus; "
+                              "drop --corpus to make a submission")
         check_submittable(env)
         metadata = default_metadata(agent, env, name=name, description=description, url=url,
                                     authors=[a.strip() for a in authors.split(",")] if authors else None)
     result = run(config, log=console.print, batch_size=batch_size)
     console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}", [result],
                                  result["env_options"].get("k", 3)))
+    without_gold = result["metrics"].get("questions_without_gold")
+    if without_gold:
+        console.print(f"{without_gold} of {result['n']} questions have no gold passage in this corpus: hit@k, "
+                      f"recall@k and ndcg@k are over the other {result['n'] - without_gold}", highlight=False)
     console.print(f"[dim]{provenance_line(result['provenance'])}[/dim]", highlight=False)
     if output:
         write_json(result, output)
@@ -234,6 +248,7 @@ def precompute(
         None, help="Retrieval quota per question (default 1): states to cover."),
     batch_size: int = typer.Option(16, min=1, help="Questions per batch (each batch is saved as it finishes)."),
     data_dir: Optional[str] = data_dir_option(),
+    corpus: Optional[str] = corpus_option(),
     ray: bool = typer.Option(False, "--ray", help="Compute shards of the questions as Ray tasks, each into a private "
                                                   "cache, and merge them into the cache (pip install 'ragenv[ray]')."),
     ray_address: Optional[str] = typer.Option(None, help="With --ray: the cluster to join (`ray start --head` prints "
@@ -260,7 +275,8 @@ def precompute(
         raise RagenvError("--workers sets the Ray shards: add --ray")
     options = env_options_for(env, k=k, top_n=top_n, max_retrievals=max_retrievals)
     job = PrecomputeJob(env=env, dataset=dataset, split=split, limit=limit, llm=llm, dtype=dtype, device=device,
-                        data_dir=data_dir, env_options=options, batch_size=batch_size, single_passages=single_passages)
+                        data_dir=data_dir, corpus=corpus, env_options=options, batch_size=batch_size,
+                        single_passages=single_passages)
     started = time.perf_counter()
     if ray or ray_address:
         report = ray_precompute(job, address=ray_address, workers=workers, log=console.print)

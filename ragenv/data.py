@@ -27,13 +27,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from ragenv import settings
-from ragenv.errors import DataError
+from ragenv.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from ragenv.corpus.store import CorpusStore
@@ -383,6 +383,14 @@ class Corpus:
         assert self._row is not None
         return self._row[pid]
 
+    def content_row(self, title: str, text: str) -> int | None:
+        """Row of the passage with this title and text (matched by :func:`passage_id`), or None."""
+        if self.store is not None:
+            return self.store.content_row(title, text)
+        if "_content_rows" not in self.__dict__:
+            self._content_rows = {passage_id(p.title, p.text): i for i, p in enumerate(self.passages)}
+        return self._content_rows.get(passage_id(normalize_ws(title), normalize_ws(text)))
+
     @cached_property
     def contents(self) -> list[str]:
         """``title\\ntext`` of every passage, in row order (materialises a store-backed corpus)."""
@@ -417,6 +425,29 @@ class Dataset:
                 f"dataset {self.name!r} has no split {name!r}; choose one of {', '.join(self.splits + ('all',))}"
             )
         return [q for q in self.questions if q.split == name]
+
+    def with_corpus(self, corpus: Corpus) -> Dataset:
+        """The same questions over another corpus, each gold passage resolved by id, else by content.
+
+        A gold id of this dataset's corpus that the other corpus also has is kept; otherwise the
+        passage's title and text are looked up (:meth:`Corpus.content_row`), which finds the gold
+        passages of the DPR-derived sets in a DPR Wikipedia store under that store's own ids. Gold
+        passages found neither way are dropped: :func:`gold_coverage` counts the questions left
+        without any.
+        """
+        resolved = []
+        for question in self.questions:
+            gold = []
+            for pid in question.gold_passage_ids:
+                if pid in corpus:
+                    gold.append(pid)
+                elif pid in self.corpus:
+                    passage = self.corpus[self.corpus.row(pid)]
+                    row = corpus.content_row(passage.title, passage.text)
+                    if row is not None:
+                        gold.append(corpus[row].id)
+            resolved.append(replace(question, gold_passage_ids=tuple(dict.fromkeys(gold))))
+        return Dataset(self.name, corpus, resolved, self.splits)
 
     def split_fingerprint(self, name: str) -> str:
         """sha256 over the split's question ids and the corpus fingerprint."""
@@ -529,6 +560,18 @@ def data_summary(data_dir: str | Path | None = None) -> dict:
         counts["all"] = len(questions)
         rows[name] = counts
     return {"corpus": corpus.name, "passages": len(corpus), "fingerprint": corpus.fingerprint, "question_sets": rows}
+
+
+def open_corpus(name_or_path: str | Path) -> Corpus:
+    """A corpus store by name (under the cache's ``corpora/``) or folder, as a :class:`Corpus` (``corpus=``)."""
+    if not isinstance(name_or_path, (str, Path)) or not str(name_or_path):
+        raise ConfigError(f"corpus must be a corpus store name or folder, got {name_or_path!r}")
+    return Corpus.from_store(name_or_path)
+
+
+def questions_without_gold(questions: Sequence[Question]) -> int:
+    """Questions without any gold passage in their corpus (their hit@k is not defined: IR metrics skip them)."""
+    return sum(1 for q in questions if not q.gold_passage_ids)
 
 
 def select(questions: Sequence[Question], limit: int | None) -> list[Question]:

@@ -176,7 +176,8 @@ def summarize(records: list[dict], k: int | None = None) -> dict:
     ``recall@k``, ``ndcg@k``, ``retrievals_per_question`` (share using any passage) and
     ``passages_per_question``. Multi-step records (``num_retrievals``):
     ``retrievals_per_question`` (mean retrievals) and ``answered_without_retrieval``
-    (share of questions). ``cache_hit_rate`` when records carry ``cache_hit``.
+    (share of questions). ``questions_without_gold`` when some questions have no gold passage in
+    the corpus: the IR metrics are over the others. ``cache_hit_rate`` when records carry ``cache_hit``.
     """
     present = set().union(*(r.keys() for r in records)) if records else set()
     metrics = {"reward": _mean(r["reward"] for r in records)}
@@ -196,6 +197,10 @@ def summarize(records: list[dict], k: int | None = None) -> dict:
     if "num_retrievals" in present:
         metrics["retrievals_per_question"] = _mean(r["num_retrievals"] for r in records)
         metrics["answered_without_retrieval"] = _mean(float(r["num_retrievals"] == 0) for r in records)
+    if "gold_passage_ids" in present:  # a corpus may lack some questions' gold passages (corpus=): say so
+        without_gold = sum(1 for r in records if not r.get("gold_passage_ids"))
+        if without_gold:
+            metrics["questions_without_gold"] = without_gold
     if "cache_hit" in present:
         metrics["cache_hit_rate"] = _mean(float(r["cache_hit"]) for r in records)
     return metrics

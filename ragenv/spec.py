@@ -24,9 +24,10 @@ class RunSpec:
     """The environment and question slice a run covers, and the frozen LLM it reads them with.
 
     ``limit``: the first N questions of the split (None: all). ``data_dir``: the data folder
-    (None: ``RAGENV_DATA``, else the checked download). ``env_options``: the environment's own
-    keywords (``k``, ``reward``, ``alpha``, ...; see :func:`ragenv.evaluate.env_options_for`), which the
-    environment itself checks when it is made.
+    (None: ``RAGENV_DATA``, else the checked download). ``corpus``: serve the questions over a
+    corpus store (``ragenv corpus ingest``/``synth``; None: the dataset's own corpus). ``env_options``: the
+    environment's own keywords (``k``, ``reward``, ``alpha``, ...; see :func:`ragenv.evaluate.env_options_for`),
+    which the environment itself checks when it is made.
     """
 
     env: str = DEFAULT_ENV
@@ -37,6 +38,7 @@ class RunSpec:
     dtype: str = CANONICAL_DTYPE  # the frozen LLM's numeric setting (float32 is canonical)
     device: str = "auto"
     data_dir: str | None = None
+    corpus: str | None = None  # a corpus store (name or folder) instead of the dataset's own corpus
     env_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -51,5 +53,7 @@ class RunSpec:
 
     def make_kwargs(self, **extra: Any) -> dict[str, Any]:
         """The ``gym.make(self.env, **kwargs)`` keywords of this run; ``extra`` adds or overrides some."""
+        corpus = {"corpus": self.corpus} if self.corpus is not None else {}
         return {"dataset": self.dataset, "split": self.split, "limit": self.limit, "llm": self.llm,
-                "dtype": self.dtype, "device": self.device, "data_dir": self.data_dir, **self.env_options, **extra}
+                "dtype": self.dtype, "device": self.device, "data_dir": self.data_dir, **corpus, **self.env_options,
+                **extra}

@@ -99,12 +99,13 @@ class SmartRAGEpisode(SharedEnvMixin, gym.Env):
         render_mode: str | None = None,
         dtype: str | None = None,
         device: str | None = None,
+        corpus: str | None = None,
     ):
         check_episode_options(alpha=alpha, max_retrievals=max_retrievals, top_n=top_n, reward=reward,
                               features=features, limit=limit, render_mode=render_mode,
                               render_modes=self.metadata["render_modes"])
         parts = build_components(dataset, split, limit, data_dir, llm, cache, scorer, first_stage, features, encoder,
-                                 dtype=dtype, device=device)
+                                 dtype=dtype, device=device, corpus=corpus)
         self.dataset, self.corpus, self.questions = parts.dataset, parts.corpus, parts.questions
         self.scorer, self.first_stage, self.dense = parts.scorer, parts.first_stage, parts.dense
         self.split_name = split

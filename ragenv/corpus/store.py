@@ -16,6 +16,12 @@ Layout of a store folder (all integers little-endian)::
     ids.hash       the rows' id hashes (first 8 bytes of blake2b, as uint64), sorted
     ids.row        the row of each entry of ids.hash (uint32, or uint64 past 2**32 rows)
 
+Built on first need (not by ingest; :meth:`CorpusStore.content_row`), for questions whose gold
+passages are named by content rather than by this corpus's ids::
+
+    content.hash   the 64-bit hashes of the rows' content ids (``ragenv.data.passage_id(title, text)``), sorted
+    content.row    the row of each entry of content.hash
+
 ``row -> passage`` reads one offsets triple and one slice of passages.bin. ``id -> row`` is a binary
 search of ids.hash (``np.searchsorted`` on the mapped file, ~25 probes at 21M rows) and a check of
 the id string at each candidate row, so hash collisions cost a comparison, never a wrong answer.
@@ -45,6 +51,8 @@ OFFSETS = "offsets.u64"
 ID_HASHES = "ids.hash"
 ID_ROWS = "ids.row"
 FILES = (PASSAGES, OFFSETS, ID_HASHES, ID_ROWS)
+CONTENT_HASHES = "content.hash"  # built on first need by content_row
+CONTENT_ROWS = "content.row"
 UNIT_SEP, RECORD_SEP = b"\x1f", b"\x1e"
 _TRIPLE = struct.Struct("<4Q")  # a row's three starts and the next row's id start
 
@@ -183,6 +191,47 @@ class CorpusStore:
 
     def __contains__(self, pid: object) -> bool:
         return isinstance(pid, str) and self.find(pid) is not None
+
+    def content_row(self, title: str, text: str) -> int | None:
+        """Row of the passage with this title and text (after whitespace normalisation), or None.
+
+        Matches by ragenv's content id (:func:`ragenv.data.passage_id`), the id wiki-mini gives its
+        passages, so gold passages of the named question sets are found in any corpus holding the
+        same text (a DPR ``psgs_w100`` store, say) whatever ids that corpus uses. The first call
+        builds ``content.hash``/``content.row`` by one streaming pass (written atomically, then reused).
+        """
+        from ragenv.data import normalize_ws, passage_id
+
+        hashes, rows = self._content_index()
+        key = np.uint64(id_hash(passage_id(normalize_ws(title), normalize_ws(text))))
+        at = int(np.searchsorted(hashes, key))
+        while at < len(hashes) and hashes[at] == key:
+            row = int(rows[at])
+            found = self[row]
+            if (found.title, found.text) == (normalize_ws(title), normalize_ws(text)):
+                return row
+            at += 1
+        return None
+
+    def _content_index(self) -> tuple[np.ndarray, np.ndarray]:
+        cached = getattr(self, "_content", None)
+        if cached is not None:
+            return cached
+        from filelock import FileLock
+
+        from ragenv.atomic import atomic_write
+        from ragenv.data import passage_id
+
+        hash_file, row_file = self.path / CONTENT_HASHES, self.path / CONTENT_ROWS
+        with FileLock(str(self.path / ".content.lock")):
+            if not (hash_file.is_file() and row_file.is_file()):
+                keys = np.fromiter((id_hash(passage_id(p.title, p.text)) for p in self), dtype="<u8", count=self.count)
+                order = np.argsort(keys, kind="stable")
+                atomic_write(row_file, order.astype(self.manifest["row_dtype"]).tobytes())
+                atomic_write(hash_file, keys[order].tobytes())  # written last: its presence means complete
+        self._content = (np.memmap(hash_file, dtype="<u8", mode="r"),
+                         np.memmap(row_file, dtype=self.manifest["row_dtype"], mode="r"))
+        return self._content
 
     def disk_bytes(self) -> int:
         """Bytes of every file of the store, manifest included."""
