@@ -50,6 +50,11 @@ LUCENE_STOPWORDS: tuple[str, ...] = (
 # Bump when LuceneAnalyzer or the score matrix change, so cached bm25s indexes are rebuilt.
 _BM25S_FORMAT = 1
 
+# The largest corpus bm25s indexes: its build holds every passage's token ids in memory, measured at
+# ~6 KiB per passage at its peak (739 MiB for the 116,436 passages of wiki-mini + 10^5, docs/scale.md),
+# so 2M passages peak near 12 GiB, half of a 24 GiB machine. Larger corpora: pyserini (streamed from disk).
+BM25S_MAX_PASSAGES = 2_000_000
+
 _STEMMERS = ("porter", "none")
 _STOPWORDS = ("lucene", "none")
 _LENGTH_NORMS = ("lucene", "exact")
@@ -283,15 +288,19 @@ def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _build_bm25s_index(corpus: Corpus, config: BM25Config, out: Path) -> None:
-    """Analyse the corpus, compute the BM25 weights and save them in bm25s's format."""
+    """Analyse the corpus, compute the BM25 weights and save them in bm25s's format.
+
+    Reads the passages row by row (a store-backed corpus is never materialised); the token ids of
+    every passage are held in memory, which is what :data:`BM25S_MAX_PASSAGES` bounds.
+    """
     import bm25s
     from tqdm.auto import tqdm
 
     analyze = LuceneAnalyzer(config.stemmer, config.stopwords)
     vocab: dict[str, int] = {}
     doc_terms = [
-        [vocab.setdefault(term, len(vocab)) for term in analyze(text)]
-        for text in tqdm(corpus.contents, desc=f"bm25s index of {corpus.name}", unit="passage", mininterval=1.0)
+        [vocab.setdefault(term, len(vocab)) for term in analyze(corpus[row].contents)]
+        for row in tqdm(range(len(corpus)), desc=f"bm25s index of {corpus.name}", unit="passage", mininterval=1.0)
     ]
     data, indices, indptr = _bm25_matrix(doc_terms, len(vocab), config.k1, config.b, config.length_norm)
     model = bm25s.BM25(k1=config.k1, b=config.b, method="lucene")
@@ -305,7 +314,8 @@ class Bm25sIndex(Index):
     """BM25 in-process with bm25s, built once per (corpus, config) and cached on disk.
 
     Returns the same passages as :class:`PyseriniIndex` (see the module docstring),
-    without Java. Loading a cached index takes well under a second.
+    without Java. Loading a cached index takes well under a second; over a store-backed corpus
+    its arrays are memory-mapped. Refuses corpora over :data:`BM25S_MAX_PASSAGES` passages.
     """
 
     def __init__(self, corpus: Corpus, config: BM25Config = BM25Config()):
@@ -313,13 +323,17 @@ class Bm25sIndex(Index):
         import scipy.sparse as sp
 
         _check_corpus(corpus)
+        if len(corpus) > BM25S_MAX_PASSAGES:
+            raise ConfigError(f"corpus {corpus.name!r} has {len(corpus):,} passages, more than the bm25s index builds "
+                              f"in memory ({BM25S_MAX_PASSAGES:,}): use first_stage='pyserini' (Lucene, streamed)")
         self.corpus = corpus
         self.config = config
         key = {**asdict(config), "format": _BM25S_FORMAT}
         self.path = build_once(
             index_path("bm25s", key, corpus), corpus, lambda out: _build_bm25s_index(corpus, config, out)
         )
-        self.model = bm25s.BM25.load(str(self.path), show_progress=False)
+        # A store-backed corpus may be large: map the weights (the OS pages in what queries touch).
+        self.model = bm25s.BM25.load(str(self.path), mmap=corpus.store is not None, show_progress=False)
         scores = self.model.scores
         if scores["num_docs"] != len(corpus):
             raise ConfigError(f"cached bm25s index {self.path} does not match the corpus; delete the folder and retry")
