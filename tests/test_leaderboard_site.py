@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -83,23 +84,45 @@ def test_regenerate_again_gives_identical_entries(regenerated, small_dataset):
 
 @pytest.mark.unit
 def test_committed_entries_are_the_published_settings_and_match_their_submissions():
-    from ragenv.leaderboard.entries import ENTRIES_DIR, SUBMISSIONS_DIR, load_entries
+    from ragenv.leaderboard.entries import BASELINES, ENTRIES_DIR, SUBMISSIONS_DIR, load_entries
     from ragenv.leaderboard.submission import read_submission, to_json
 
     entries = load_entries(ENTRIES_DIR)
-    baselines = {"bm25", "bm25s", "dense", "closed-book", "oracle", "random"}
-    by_limit: dict = {}
+    by_setting: dict = {}
     for _, entry in entries:
-        by_limit.setdefault(entry.dataset.limit, set()).add(entry.metadata.name)
-    assert by_limit[100] == baselines  # the README's table: every baseline on the first 100 questions
-    assert set(by_limit) <= {100, None} and by_limit.get(None, set()) <= baselines  # and on the full split (369)
+        by_setting.setdefault((entry.env_id, entry.dataset.limit), set()).add(entry.metadata.name)
+    retrieval, smartrag = set(BASELINES["RAGRetrieval-v0"]), set(BASELINES["SmartRAG-v0"])
+    assert by_setting[("RAGRetrieval-v0", 100)] == retrieval  # the README's tables: every baseline, first 100
+    assert by_setting[("RAGRetrieval-v0", None)] == retrieval  # and on the full split (369)
+    assert by_setting[("SmartRAG-v0", None)] == smartrag  # SmartRAG-v0's baselines on the full split
+    assert set(by_setting) == {("RAGRetrieval-v0", 100), ("RAGRetrieval-v0", None), ("SmartRAG-v0", None)}
     for sid, entry in entries:
-        assert (entry.env_id, entry.dataset.name, entry.dataset.split, entry.llm.name) == \
-            ("RAGRetrieval-v0", "nq", "test", "gemma-3-270m")
+        assert (entry.dataset.name, entry.dataset.split, entry.llm.name) == ("nq", "test", "gemma-3-270m")
+        assert entry.numerics["canonical"] and entry.numerics["dtype"] == "float32"
         assert entry.n == (entry.dataset.limit or 369) == len(entry.per_question)
         submission = read_submission(SUBMISSIONS_DIR / f"{sid}.json")
+        assert submission.env_id == entry.env_id
         assert hashlib.sha256(to_json(submission).encode()).hexdigest() == entry.submission_sha256
-        assert [a.passage_ids for a in submission.actions] == [r["passage_ids"] for r in entry.per_question]
+        if entry.env_id == "RAGRetrieval-v0":
+            assert [a.passage_ids for a in submission.actions] == [r["passage_ids"] for r in entry.per_question]
+        else:
+            assert [a.retrievals for a in submission.actions] == [r["retrievals"] for r in entry.per_question]
+            assert all(r["retrievals"] or not r["passage_ids"] for r in entry.per_question)  # no retrieval: no passage
+
+
+@pytest.mark.unit
+def test_committed_page_has_a_section_per_environment_with_its_columns():
+    from ragenv.leaderboard.entries import ENTRIES_DIR, load_entries
+    from ragenv.leaderboard.site import render
+
+    page = render(load_entries(ENTRIES_DIR))
+    sections = re.findall(r'<h2 class="env">([^<]+)</h2>', page)
+    assert sections == ["RAGRetrieval-v0", "SmartRAG-v0"]  # in ragenv.ENVIRONMENTS order
+    retrieval_part, smartrag_part = page.split('<h2 class="env">SmartRAG-v0</h2>')
+    assert "hit@3" in retrieval_part and "Closed-book share" not in retrieval_part
+    board = smartrag_part.split('<section class="detail"')[0]
+    assert "Closed-book share" in board and "hit@" not in board and "Answer log-prob" not in board
+    assert "Retrieved with" in smartrag_part and "Retrieved with" not in retrieval_part
 
 
 def _open(browser, page_path: Path):
