@@ -760,6 +760,51 @@ def corpus_info(
         console.print("verified: passages.bin matches the fingerprint")
 
 
+index_app = typer.Typer(no_args_is_help=True, help="First-stage indexes: build one ahead of time (dense: in resumable "
+                                                   "shards, optionally on Ray, searched exactly or with FAISS).")
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    name: str = typer.Argument(..., help="An index name: dense (exact), dense:flat, dense:ivfpq, dense:hnsw or "
+                                         "dense:faiss (FAISS), bm25s, pyserini."),
+    corpus: str = typer.Option("wiki-mini", help="A corpus store (name or folder, see `ragenv corpus`), or wiki-mini."),
+    ray: bool = typer.Option(False, help="Dense: compute the embedding shards as Ray tasks."),
+    ray_address: Optional[str] = typer.Option(None, help="Dense with --ray: a running Ray cluster ('auto', "
+                                                         "'ray://HOST:10001'); default: a private local one."),
+    workers: Optional[int] = typer.Option(None, help="Dense with --ray: Ray workers (default: the cluster's CPUs)."),
+    shard_rows: Optional[int] = typer.Option(None, help="Dense: passages per shard (a multiple of 64; default "
+                                                        "16384); a rerun resumes at the first missing shard."),
+    data_dir: Optional[str] = data_dir_option(),
+):
+    """Build an index of a corpus (or find it already built) and print where it is and what it took."""
+    import time
+    from pathlib import Path
+
+    from ragenv.data import CORPORA, load_dataset, open_corpus
+    from ragenv.index import check_index_name, make_index
+
+    name = check_index_name(name)
+    options: dict = {"ray": ray, "ray_address": ray_address, "workers": workers, "shard_rows": shard_rows}
+    options = {key: value for key, value in options.items() if value not in (None, False)}
+    if options and not name.startswith("dense"):
+        raise RagenvError(f"--ray, --ray-address, --workers and --shard-rows are for dense indexes, not {name!r}")
+    if ray_address and not ray:
+        raise RagenvError("--ray-address needs --ray")
+    started = time.perf_counter()
+    opened = load_dataset("nq", data_dir).corpus if corpus in CORPORA else open_corpus(corpus)
+    index = make_index(name, opened, **options)
+    folders = [Path(folder) for folder in (getattr(index, "path", None), getattr(getattr(index, "faiss", None),
+                                                                                 "folder", None)) if folder]
+    console.print(f"index {name} of {opened.name} ({len(opened):,} passages) ready in "
+                  f"{time.perf_counter() - started:,.1f} s", highlight=False)
+    for folder in folders:
+        if folder.is_dir():
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            console.print(f"{folder} ({size / 2**20:,.1f} MiB)", highlight=False)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 1 (set RAGENV_DEBUG=1 for tracebacks)."""
     from rich.markup import escape  # messages may quote user input (e.g. a submission): never markup

@@ -210,3 +210,100 @@ def ray_precompute(job: PrecomputeJob, *, address: str | None = None, workers: i
     finally:
         if started_here:
             ray.shutdown()
+
+
+# --------------------------------------------------------------------------- dense embedding pass on Ray
+# The shards of a dense index's embedding pass (ragenv.index.dense.EmbeddingPass) as Ray actor calls: each
+# worker opens the corpus by its store path (a CorpusStore pickles as its path) and loads the encoder once;
+# a corpus held in memory sends each shard's texts instead. Every shard is the single process's shard, made
+# of the same encoder batches, so the embeddings are the same bytes (tests/test_dense_scale.py). The driver
+# writes each returned shard atomically as it arrives: a killed run resumes at the shards still missing.
+
+
+class EmbedWorker:
+    """A Ray actor: one corpus store and one encoder, embedding shard after shard."""
+
+    def __init__(self, store: Any, encoder: Any):
+        from ragenv.data import Corpus
+        from ragenv.encoder import Encoder
+
+        self.corpus = Corpus.from_store(store) if store is not None else None
+        self.encoder = Encoder(encoder)
+
+    def embed(self, shard: int, rows: Any, texts: list[str] | None) -> tuple[int, Any, dict]:
+        """The vectors of one shard (its ``texts``, else its ``rows`` read from the store), with timings."""
+        from ragenv.index.dense import encode_texts, truncation_summary
+
+        started = time.perf_counter()
+        if texts is None:
+            assert self.corpus is not None
+            texts = [self.corpus[int(row)].contents for row in rows]
+        with truncation_summary(self.encoder):
+            vectors = encode_texts(self.encoder, texts)
+        return shard, vectors, {"seconds": time.perf_counter() - started, "host": os.uname().nodename,
+                                "pid": os.getpid()}
+
+
+def ray_embed(run: Any, *, address: str | None = None, workers: int | None = None, cpus_per_task: float = 1.0,
+              progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
+    """Compute the missing shards of ``run`` (a prepared ``EmbeddingPass``) with Ray actors and save each one.
+
+    ``address``, ``workers`` and ``cpus_per_task`` as in :func:`ray_precompute` (``workers``: actors, each
+    holding one encoder; default the cluster's CPUs / ``cpus_per_task``). Returns shards done, seconds
+    and per-shard timings.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("Ray is not installed: pip install 'ragenv[ray]' (or pip install ray)") from None
+    from ragenv.progress import progress_bar
+
+    log = log or (lambda message: None)
+    todo = run.missing()
+    if not todo:
+        return {"shards": 0, "seconds": 0.0, "per_shard": []}
+    store = run.corpus.store
+    started_here = False
+    if not ray.is_initialized():
+        if address:
+            kwargs: dict[str, Any] = {"address": address}
+        else:  # a private local instance: its workers read the data and model caches this process reads
+            env_vars = {k: v for k, v in os.environ.items() if k.startswith("RAGENV_") or k in _PASSED_ENV}
+            kwargs = {"num_cpus": workers or os.cpu_count(), "include_dashboard": False,
+                      "runtime_env": {"env_vars": env_vars}}
+        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+        started_here = True
+    try:
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        count = min(len(todo), workers or max(1, int(cpus // cpus_per_task)))
+        actor = ray.remote(num_cpus=cpus_per_task, max_restarts=1, max_task_retries=1)(EmbedWorker)
+        pool = [actor.remote(store, run.encoder.config) for _ in range(count)]
+        log(f"{len(todo)} shards of {run.shard_rows} passages on {count} Ray workers ({cpus:g} CPUs in the cluster)")
+        queue, pending, reports, clock = list(todo), {}, [], time.perf_counter()
+
+        def submit(worker) -> None:
+            shard = queue.pop(0)
+            texts = None if store is not None else run.texts(shard)
+            pending[worker.embed.remote(shard, run.rows(shard), texts)] = worker
+
+        with progress_bar(disable=not progress, elapsed=True) as bar:
+            task = bar.add_task("dense index: embedding shards on Ray", total=len(todo))
+            for worker in pool[:len(queue)]:
+                submit(worker)
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                worker = pending.pop(done[0])
+                try:
+                    shard, vectors, report = ray.get(done[0])
+                except ray.exceptions.RayError as exc:
+                    raise RagenvError(f"Ray embedding shard failed: {str(exc).splitlines()[0]}") from None
+                run.save(shard, vectors)
+                reports.append({**report, "shard": shard})
+                bar.advance(task)
+                if queue:
+                    submit(worker)
+        return {"shards": len(todo), "workers": count, "seconds": time.perf_counter() - clock,
+                "per_shard": sorted(reports, key=lambda r: r["shard"])}
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -22,6 +22,10 @@ INDEX_KINDS = {
     "bm25s": "BM25 in-process (bm25s, Lucene idf), k1=0.9 b=0.4",
     "pyserini": "BM25 with Lucene through pyserini (the reference), k1=0.9 b=0.4",
     "dense": "exact inner-product search over frozen encoder embeddings (all-MiniLM-L6-v2 by default)",
+    "dense:flat": "FAISS IndexFlatIP over the dense embeddings: exact, the same top-k as dense",
+    "dense:ivfpq": "FAISS IVF-PQ over the dense embeddings: approximate, 48 bytes per passage, exact re-scoring",
+    "dense:hnsw": "FAISS HNSW over the dense embeddings: approximate graph search over the full vectors",
+    "dense:faiss": "FAISS over the dense embeddings: dense:flat up to 10^6 passages, dense:ivfpq above",
 }
 PREBUILT, FOLDER = "pyserini:prebuilt:", "pyserini:path:"
 _PREBUILT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # how pyserini spells its index names
@@ -70,4 +74,7 @@ def make_index(kind: str, corpus: Corpus, **options) -> Index:
         return PyseriniPrebuiltIndex(corpus, folder=Path(kind[len(FOLDER):]).expanduser(), config=config)
     from ragenv.index.dense import DenseIndex
 
+    if kind.startswith("dense:"):  # FAISS over the dense embeddings (ragenv/index/faiss_index.py)
+        faiss = kind.partition(":")[2]
+        return DenseIndex(corpus, faiss="auto" if faiss == "faiss" else faiss, **options)
     return DenseIndex(corpus, **options)
