@@ -10,11 +10,15 @@
   giving one weight per wordpiece: a 30,522-dimensional vector.
 
 ``BagOfTokensIndex`` is SiDR's non-parametric side: a binary passage x wordpiece matrix
-built once from the tokenizer alone (no parameters, so it never goes stale) and searched
-with the live query vocabulary vector: ``score(q, d) = sum of v_q over d's wordpieces``.
+built once from the tokenizer alone (no parameters, so it never goes stale), kept on disk as
+memory-mapped posting lists, and searched with the live query vocabulary vector:
+``score(q, d) = sum of v_q over d's wordpieces``.
 """
 from __future__ import annotations
 
+import itertools
+import json
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -67,21 +71,30 @@ class R3Encoder:
         self.autocast = bool(autocast)
 
     # ------------------------------------------------------------------ sparse side (no parameters)
+    def wordpieces(self, texts: Sequence[str], kind: str = "passage") -> tuple[np.ndarray, np.ndarray]:
+        """Each text's distinct wordpiece ids, ascending, special tokens dropped, as CSR pieces:
+        ``indptr`` int64 [n + 1] and ``ids`` int32 (text i's ids are ``ids[indptr[i]:indptr[i + 1]]``)."""
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
+                             max_length=self.max_tokens[kind])["input_ids"]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        if flat.size and (flat.min() < 0 or flat.max() >= self.vocab_size):
+            raise ConfigError(f"the tokenizer gave wordpiece ids outside the model's vocabulary of {self.vocab_size}: "
+                              "use a tokenizer that matches the encoder")
+        # One sortable key per (text, wordpiece): np.unique sorts by text, then id, and drops repeats.
+        keys = np.repeat(np.arange(len(ids), dtype=np.int64), lengths) * self.vocab_size + flat
+        text_of, unique = np.divmod(np.unique(keys[~np.isin(flat, self.special_ids)]), self.vocab_size)
+        indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(text_of, minlength=len(ids)), out=indptr[1:])
+        return indptr, unique.astype(np.int32)
+
     def bag_of_tokens(self, texts: Sequence[str], kind: str = "passage"):
         """Binary text x wordpiece matrix (scipy CSR, float32): which wordpieces each text contains."""
         import scipy.sparse as sp
 
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                             max_length=self.max_tokens[kind])["input_ids"]
-        special = set(self.special_ids)
-        indptr, indices = [0], []
-        for row in ids:
-            unique = sorted(set(row) - special)
-            indices.extend(unique)
-            indptr.append(len(indices))
-        data = np.ones(len(indices), dtype=np.float32)
-        return sp.csr_matrix((data, np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
-                             shape=(len(ids), self.vocab_size))
+        indptr, ids = self.wordpieces(texts, kind)
+        data = np.ones(len(ids), dtype=np.float32)
+        return sp.csr_matrix((data, ids, indptr), shape=(len(indptr) - 1, self.vocab_size))
 
     # ------------------------------------------------------------------ parametric side
     def encode(self, texts: Sequence[str], kind: str, heads: Sequence[str] = ("dense", "vocab")) -> dict:
@@ -135,31 +148,142 @@ class R3Encoder:
 
 
 class BagOfTokensIndex(Index):
-    """SiDR's frozen first stage: binary passage x wordpiece matrix, searched with a query weight vector.
+    """SiDR's frozen first stage: for each wordpiece, the sorted rows of the passages that contain it.
 
     Built once per (corpus, tokenizer, passage length) and cached on disk like every index;
-    training never rebuilds it. ``search`` takes texts and a query-vector function.
+    training never rebuilds it. The build streams the corpus by row in chunks of ``chunk_rows``
+    (never the whole corpus in memory; a store-backed corpus is never materialised); the index is the
+    binary passage x wordpiece matrix in CSC form, posting lists without a data array, in two files::
+
+        indptr.npy  int64 [vocab + 1]: wordpiece t's rows are rows[indptr[t]:indptr[t + 1]]
+        rows.npy    uint32 [entries] (uint64 past 2**32 passages): row numbers, ascending per wordpiece
+
+    Opening maps both files (milliseconds, nothing read in proportion to the corpus). A search
+    adds each query wordpiece's weight to the scores of its rows (one float32 score per passage per
+    query, terms in ascending id), the exact value of ``matrix @ weights``. ``max_query_terms``
+    (None: exact) keeps only each query's heaviest wordpieces: the ``elu1p`` vocabulary head gives every
+    wordpiece a positive weight, so an exact search reads the whole index for every query
+    (see docs/scale.md for its cost and the recall it gives up).
     """
 
-    FORMAT = 1
+    FORMAT = 2
+    BLOCK = 1 << 21  # posting entries gathered at once by a search (~40 MiB of temporaries)
 
-    def __init__(self, corpus: Corpus, encoder: R3Encoder, tokenizer_name: str):
-        import scipy.sparse as sp
-
-        self.corpus, self.encoder = corpus, encoder
+    def __init__(self, corpus: Corpus, encoder: R3Encoder, tokenizer_name: str, max_query_terms: int | None = None,
+                 chunk_rows: int = 8192, progress: bool = True):
+        if max_query_terms is not None and max_query_terms < 1:
+            raise ConfigError(f"max_query_terms must be at least 1 (None: exact search), not {max_query_terms}")
+        self.corpus, self.encoder, self.max_query_terms = corpus, encoder, max_query_terms
+        self.chunk_rows, self.progress = chunk_rows, progress
         config = {"tokenizer": tokenizer_name, "max_tokens": encoder.max_tokens["passage"], "format": self.FORMAT}
         self.path = build_once(index_path("bag-of-tokens", config, corpus), corpus, self._build)
-        self.matrix = sp.load_npz(self.path / "bag_of_tokens.npz").tocsr()
+        self.indptr = np.load(self.path / "indptr.npy", mmap_mode="r")
+        self.rows = np.load(self.path / "rows.npy", mmap_mode="r")
+        if len(self.indptr) != encoder.vocab_size + 1 or int(self.indptr[-1]) != len(self.rows):
+            raise ConfigError(f"the bag-of-tokens index at {self.path} does not match this encoder's vocabulary "
+                              f"({len(self.indptr) - 1} wordpieces, not {encoder.vocab_size}): delete the folder")
+        self.lengths = np.diff(self.indptr)  # [vocab]: 240 KiB whatever the corpus size
 
+    # ------------------------------------------------------------------ build
     def _build(self, folder: Path) -> None:
+        """Chunks of rows -> per-chunk wordpiece ids on disk (and the per-wordpiece counts), then each chunk's
+        entries are written into their wordpieces' slots of ``rows.npy``: memory bounded by one chunk."""
+        from ragenv.progress import progress_bar
+
+        n, vocab = len(self.corpus), self.encoder.vocab_size
+        pieces = folder / "pieces"
+        pieces.mkdir()
+        starts = range(0, n, self.chunk_rows)
+        id_dtype = np.uint16 if vocab <= 2**16 else np.uint32
+        counts = np.zeros(vocab, dtype=np.int64)
+        with progress_bar(disable=not self.progress) as bar:
+            task = bar.add_task(f"bag-of-tokens index of {self.corpus.name}: wordpieces", total=n)
+            for chunk, start in enumerate(starts):
+                stop = min(start + self.chunk_rows, n)
+                indptr, ids = self.encoder.wordpieces([self.corpus[row].contents for row in range(start, stop)])
+                np.save(pieces / f"{chunk:06d}.indptr.npy", indptr)
+                np.save(pieces / f"{chunk:06d}.ids.npy", ids.astype(id_dtype))
+                counts += np.bincount(ids, minlength=vocab)
+                bar.advance(task, stop - start)
+            indptr = np.zeros(vocab + 1, dtype=np.int64)
+            np.cumsum(counts, out=indptr[1:])
+            row_dtype = np.uint32 if n < 2**32 else np.uint64
+            np.lib.format.open_memmap(folder / "rows.npy", mode="w+", dtype=row_dtype, shape=(int(indptr[-1]),)).flush()
+            cursor = indptr[:-1].copy()  # next free slot of each wordpiece's posting list
+            task = bar.add_task(f"bag-of-tokens index of {self.corpus.name}: posting lists", total=n)
+            for chunk, start in enumerate(starts):
+                chunk_indptr = np.load(pieces / f"{chunk:06d}.indptr.npy")
+                ids = np.load(pieces / f"{chunk:06d}.ids.npy").astype(np.int64)
+                span = np.arange(start, start + len(chunk_indptr) - 1, dtype=row_dtype)
+                rows = np.repeat(span, np.diff(chunk_indptr))
+                order = np.argsort(ids, kind="stable")  # by wordpiece; rows stay ascending within each
+                ids, rows = ids[order], rows[order]
+                chunk_counts = np.bincount(ids, minlength=vocab)
+                first = np.cumsum(chunk_counts) - chunk_counts  # where each wordpiece's entries start in ``ids``
+                # Mapped afresh per chunk, so this process holds one chunk's pages; the kernel writes them back.
+                postings = np.load(folder / "rows.npy", mmap_mode="r+")
+                postings[cursor[ids] + np.arange(len(ids)) - first[ids]] = rows
+                del postings
+                cursor += chunk_counts
+                for suffix in ("indptr", "ids"):
+                    (pieces / f"{chunk:06d}.{suffix}.npy").unlink()
+                bar.advance(task, len(chunk_indptr) - 1)
+        assert np.array_equal(cursor, indptr[1:]), "bag-of-tokens build: posting lists not filled exactly"
+        np.save(folder / "indptr.npy", indptr)
+        (folder / "meta.json").write_text(json.dumps({"passages": n, "vocab": vocab, "entries": int(indptr[-1])}))
+        shutil.rmtree(pieces)
+
+    # ------------------------------------------------------------------ search
+    @property
+    def matrix(self):
+        """The binary passage x wordpiece matrix as scipy CSR float32 (materialised: small corpora and tests only)."""
         import scipy.sparse as sp
 
-        sp.save_npz(folder / "bag_of_tokens.npz", self.encoder.bag_of_tokens(self.corpus.contents, "passage"))
+        data = np.ones(len(self.rows), dtype=np.float32)
+        csc = sp.csc_matrix((data, np.asarray(self.rows, dtype=np.int64), np.asarray(self.indptr)),
+                            shape=(len(self.corpus), self.encoder.vocab_size))
+        return csc.tocsr()
+
+    def query_terms(self, weights: np.ndarray) -> np.ndarray:
+        """The wordpieces a search uses, ascending: those with a nonzero weight and a posting list, only the
+        ``max_query_terms`` heaviest when set (ties broken towards the lower id)."""
+        terms = np.flatnonzero((weights != 0) & (self.lengths > 0))
+        if self.max_query_terms is not None and len(terms) > self.max_query_terms:
+            heaviest = np.argsort(-weights[terms], kind="stable")[: self.max_query_terms]
+            terms = np.sort(terms[heaviest])
+        return terms
+
+    def scores(self, weights: np.ndarray) -> np.ndarray:
+        """float32 [N]: the sum of ``weights`` over each passage's wordpieces (over :meth:`query_terms`).
+
+        ``np.add.at`` adds in order, so each passage sums its wordpieces' weights in ascending id in float32:
+        bit for bit scipy's ``matrix @ weights``. Posting lists are gathered in blocks of ``BLOCK`` entries.
+        """
+        weights = np.asarray(weights, dtype=np.float32)
+        out = np.zeros(len(self.corpus), dtype=np.float32)
+        terms, rows = self.query_terms(weights), self.rows.view(np.ndarray)  # gathers give plain arrays
+        sizes = self.lengths[terms]
+        ends = np.cumsum(sizes)  # where each term's entries end in the query's gathered posting lists
+        start = 0
+        while start < len(terms):
+            before = int(ends[start] - sizes[start])
+            stop = max(int(np.searchsorted(ends, before + self.BLOCK, "right")), start + 1)
+            block, block_sizes = terms[start:stop], sizes[start:stop]
+            firsts = ends[start:stop] - block_sizes - before  # where each term's entries start in the block
+            positions = np.arange(int(ends[stop - 1]) - before) + np.repeat(self.indptr[block] - firsts, block_sizes)
+            np.add.at(out, rows[positions], np.repeat(weights[block], block_sizes))
+            start = stop
+        return out
 
     def search_vectors(self, query_weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k rows by ``sum of the query weights over each passage's wordpieces``."""
-        scores = np.asarray((self.matrix @ np.asarray(query_weights, dtype=np.float32).T).T)  # [n_queries, N]
-        return top_k_by_score(scores, k)
+        """Top-k rows by ``sum of the query weights over each passage's wordpieces`` (``query_weights``
+        [n_queries, vocab]), scored one query at a time: never an [n_queries, N] matrix."""
+        query_weights = np.atleast_2d(query_weights)
+        rows = np.full((len(query_weights), k), -1, dtype=np.int64)
+        scores = np.zeros((len(query_weights), k), dtype=np.float32)
+        for n, weights in enumerate(query_weights):
+            rows[n], scores[n] = (a[0] for a in top_k_by_score(self.scores(weights)[None], k))
+        return rows, scores
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         vectors = self.encoder.encode_numpy(list(queries), "query", ("vocab",))["vocab"]
