@@ -171,7 +171,7 @@ class BagOfTokensIndex(Index):
     """
 
     FORMAT = 2
-    BLOCK = 1 << 21  # posting entries gathered at once by a search (~40 MiB of temporaries)
+    BLOCK = 1 << 21  # posting entries a search adds at once (~50 MiB of temporaries, whatever the corpus)
 
     def __init__(self, corpus: Corpus, encoder: R3Encoder, tokenizer_name: str, max_query_terms: int | None = None,
                  chunk_rows: int = 8192, progress: bool = True):
@@ -260,23 +260,29 @@ class BagOfTokensIndex(Index):
     def scores(self, weights: np.ndarray) -> np.ndarray:
         """float32 [N]: the sum of ``weights`` over each passage's wordpieces (over :meth:`query_terms`).
 
-        ``np.add.at`` adds in order, so each passage sums its wordpieces' weights in ascending id in float32:
-        bit for bit scipy's ``matrix @ weights``. Posting lists are gathered in blocks of ``BLOCK`` entries.
+        The query's posting lists, one after the other, are added in blocks of ``BLOCK`` entries with
+        ``np.add.at``, which adds in order: each passage sums its wordpieces' weights in ascending id in
+        float32, bit for bit scipy's ``matrix @ weights``. When the lists are adjacent in ``rows`` (an exact
+        search with a dense query) they are read as one slice, without a gather.
         """
         weights = np.asarray(weights, dtype=np.float32)
         out = np.zeros(len(self.corpus), dtype=np.float32)
-        terms, rows = self.query_terms(weights), self.rows.view(np.ndarray)  # gathers give plain arrays
+        terms, rows = self.query_terms(weights), self.rows.view(np.ndarray)  # slices of a view: no np.memmap each
         sizes = self.lengths[terms]
-        ends = np.cumsum(sizes)  # where each term's entries end in the query's gathered posting lists
-        start = 0
-        while start < len(terms):
-            before = int(ends[start] - sizes[start])
-            stop = max(int(np.searchsorted(ends, before + self.BLOCK, "right")), start + 1)
-            block, block_sizes = terms[start:stop], sizes[start:stop]
-            firsts = ends[start:stop] - block_sizes - before  # where each term's entries start in the block
-            positions = np.arange(int(ends[stop - 1]) - before) + np.repeat(self.indptr[block] - firsts, block_sizes)
-            np.add.at(out, rows[positions], np.repeat(weights[block], block_sizes))
-            start = stop
+        ends = np.cumsum(sizes)  # where each term's entries end among the query's entries
+        begins = ends - sizes
+        shift = self.indptr[terms] - begins  # entry e of the query is rows[e + shift of its term]
+        adjacent = len(terms) > 0 and bool(np.all(shift == shift[0]))
+        total = int(ends[-1]) if len(terms) else 0
+        for lo in range(0, total, self.BLOCK):
+            hi = min(lo + self.BLOCK, total)
+            part = slice(int(np.searchsorted(ends, lo, "right")), int(np.searchsorted(begins, hi, "left")))
+            counts = np.minimum(ends[part], hi) - np.maximum(begins[part], lo)  # each term's entries in [lo, hi)
+            if adjacent:
+                index = rows[lo + shift[0]:hi + shift[0]]
+            else:
+                index = rows[np.arange(lo, hi) + np.repeat(shift[part], counts)]
+            np.add.at(out, index.astype(np.intp), np.repeat(weights[terms[part]], counts))
         return out
 
     def search_vectors(self, query_weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
