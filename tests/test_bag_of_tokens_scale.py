@@ -147,6 +147,8 @@ def test_top_terms_pruning(store, encoder, one_shot, queries):
         terms = index.query_terms(w)
         assert len(terms) == 5 and w[terms].min() >= np.sort(w[index.lengths > 0])[-5]
         kept[n, terms] = w[terms]
+    for w in words:  # equal weights: the lowest ids are kept
+        assert np.array_equal(index.query_terms(w), np.flatnonzero((w != 0) & (index.lengths > 0))[:5])
     rows, scores = index.search_vectors(weights, 20)
     expected_rows, expected_scores = top_k_by_score(np.asarray((one_shot @ kept.T).T), 20)
     assert np.array_equal(rows, expected_rows) and np.array_equal(scores, expected_scores)

@@ -252,10 +252,14 @@ class BagOfTokensIndex(Index):
         """The wordpieces a search uses, ascending: those with a nonzero weight and a posting list, only the
         ``max_query_terms`` heaviest when set (ties broken towards the lower id)."""
         terms = np.flatnonzero((weights != 0) & (self.lengths > 0))
-        if self.max_query_terms is not None and len(terms) > self.max_query_terms:
-            heaviest = np.argsort(-weights[terms], kind="stable")[: self.max_query_terms]
-            terms = np.sort(terms[heaviest])
-        return terms
+        keep = self.max_query_terms
+        if keep is None or len(terms) <= keep:
+            return terms
+        values = weights[terms]
+        cut = np.partition(values, len(values) - keep)[len(values) - keep]  # the keep-th largest weight
+        chosen = values > cut
+        chosen[np.flatnonzero(values == cut)[: keep - int(chosen.sum())]] = True
+        return terms[chosen]
 
     def scores(self, weights: np.ndarray) -> np.ndarray:
         """float32 [N]: the sum of ``weights`` over each passage's wordpieces (over :meth:`query_terms`).
