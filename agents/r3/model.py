@@ -174,7 +174,7 @@ class BagOfTokensIndex(Index):
     BLOCK = 1 << 21  # posting entries a search adds at once (~50 MiB of temporaries, whatever the corpus)
 
     def __init__(self, corpus: Corpus, encoder: R3Encoder, tokenizer_name: str, max_query_terms: int | None = None,
-                 chunk_rows: int = 8192, progress: bool = True):
+                 chunk_rows: int = 2048, progress: bool = True):
         if max_query_terms is not None and max_query_terms < 1:
             raise ConfigError(f"max_query_terms must be at least 1 (None: exact search), not {max_query_terms}")
         self.corpus, self.encoder, self.max_query_terms = corpus, encoder, max_query_terms
