@@ -276,6 +276,20 @@ def test_bad_options_are_one_line_config_errors(options, needle, passages, tmp_p
 
 
 @pytest.mark.unit
+def test_faiss_defaults_scale_with_the_corpus():
+    from ragenv.index.faiss_index import FaissConfig
+
+    config = FaissConfig()
+    assert config.resolved(1_000_000) == "flat" and config.resolved(1_000_001) == "ivfpq"
+    assert (config.cells(116_436), config.training_rows(116_436)) == (1024, 65_536)
+    assert (config.cells(21_015_324), config.training_rows(21_015_324)) == (16_384, 638_976)  # 39 per cell
+    assert config.cells(300) == 7 and config.training_rows(300) == 300  # every cell gets 39 k-means points
+    ivfpq = FaissConfig(kind="ivfpq")
+    assert ivfpq.build_options(5000) != FaissConfig(kind="ivfpq", pq_m=24).build_options(5000)  # a build option
+    assert FaissConfig(kind="ivfpq", nprobe=1, rerank=0).build_options(5000) == ivfpq.build_options(5000)  # search-only
+
+
+@pytest.mark.unit
 def test_index_names_with_faiss_are_checked_by_name():
     for name in ("dense", "dense:flat", "dense:ivfpq", "dense:hnsw", "dense:faiss"):
         assert check_index_name(name) == name

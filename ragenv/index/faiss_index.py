@@ -49,7 +49,8 @@ class FaissConfig:
     Build options (part of the cache folder's name): ``nlist`` (IVF cells; None: a power of two near
     4 * sqrt(N), at most N / 39 so that every cell has k-means points), ``pq_m`` (PQ bytes per
     passage; must divide the dimension), ``pq_nbits`` (bits per PQ code, 8 standard; 256 codes need
-    256 training points), ``train_size`` (rows sampled to train IVF-PQ), ``hnsw_m`` (graph degree),
+    256 training points), ``train_size`` (rows sampled to train IVF-PQ; None: 39 per cell, as FAISS's k-means
+    asks, and at least 65,536), ``hnsw_m`` (graph degree),
     ``ef_construction``, ``seed``. Search options: ``nprobe`` (IVF cells visited), ``ef_search``
     (HNSW candidate list, at least k), ``rerank`` (IVF-PQ: re-score ``rerank * k`` candidates
     exactly; 0 keeps the PQ scores). ``add_chunk``: rows read per step while building.
@@ -59,7 +60,7 @@ class FaissConfig:
     nlist: int | None = None
     pq_m: int = 48
     pq_nbits: int = 8
-    train_size: int = 262_144
+    train_size: int | None = None
     hnsw_m: int = 32
     ef_construction: int = 128
     seed: int = 0
@@ -71,15 +72,16 @@ class FaissConfig:
     def __post_init__(self):
         if not isinstance(self.kind, str) or self.kind not in FAISS_KINDS:
             raise ConfigError(f"faiss must be one of {', '.join(map(repr, FAISS_KINDS))}, got {self.kind!r}")
-        minimum = {"pq_m": 1, "pq_nbits": 1, "train_size": 1, "hnsw_m": 2, "ef_construction": 1, "seed": 0,
+        minimum = {"pq_m": 1, "pq_nbits": 1, "hnsw_m": 2, "ef_construction": 1, "seed": 0,
                    "nprobe": 1, "ef_search": 1, "rerank": 0, "add_chunk": 1}
         for name, low in minimum.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ConfigError(f"faiss option {name} must be an integer >= {low}, got {value!r}")
-        if self.nlist is not None and (isinstance(self.nlist, bool) or not isinstance(self.nlist, numbers.Integral)
-                                       or self.nlist < 1):
-            raise ConfigError(f"faiss option nlist must be an integer >= 1 or None, got {self.nlist!r}")
+        for name in ("nlist", "train_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ConfigError(f"faiss option {name} must be an integer >= 1 or None, got {value!r}")
         if self.pq_nbits > 16:
             raise ConfigError(f"faiss option pq_nbits must be at most 16, got {self.pq_nbits!r}")
 
@@ -110,10 +112,15 @@ class FaissConfig:
         kind = self.resolved(count)
         if kind == "ivfpq":
             return {"kind": kind, "nlist": self.cells(count), "pq_m": self.pq_m, "pq_nbits": self.pq_nbits,
-                    "train_size": self.train_size, "seed": self.seed}
+                    "train_size": self.training_rows(count), "seed": self.seed}
         if kind == "hnsw":
             return {"kind": kind, "hnsw_m": self.hnsw_m, "ef_construction": self.ef_construction}
         return {"kind": kind}
+
+    def training_rows(self, count: int) -> int:
+        """Rows sampled to train IVF-PQ: ``train_size``, else 39 per cell and at least 65,536; at most N."""
+        wanted = self.train_size if self.train_size is not None else max(2**16, 39 * self.cells(count))
+        return int(min(count, wanted))
 
     def cells(self, count: int) -> int:
         """IVF cells for ``count`` passages: ``nlist``, else a power of two near 4 sqrt(N), at most N / 39."""
@@ -158,8 +165,7 @@ def build_faiss(embeddings: np.ndarray, config: FaissConfig, folder: Path, progr
                               "or a smaller pq_nbits")
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, options["nlist"], config.pq_m, config.pq_nbits,
                                  faiss.METRIC_INNER_PRODUCT)
-        sample = np.sort(np.random.default_rng(config.seed).choice(count, min(count, config.train_size),
-                                                                   replace=False))
+        sample = np.sort(np.random.default_rng(config.seed).choice(count, options["train_size"], replace=False))
         train = np.ascontiguousarray(embeddings[sample], dtype=np.float32)
         index.train(train)
         del train
