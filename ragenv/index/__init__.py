@@ -1,4 +1,4 @@
-"""First-stage indexes over a corpus: BM25 (bm25s, pyserini/Lucene) and dense exact search.
+"""First-stage indexes over a corpus: BM25 (bm25s, pyserini/Lucene) and dense (exact, or FAISS flat/IVF-PQ/HNSW).
 
 Every index answers ``search(queries, k) -> (rows, scores)``: ``rows`` are corpus row
 numbers (int64, shape [n, k], -1 where fewer than k passages match) and ``scores``
