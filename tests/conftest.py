@@ -137,3 +137,19 @@ def truncated_dataset(small_dataset, tmp_path_factory):
 def short_dataset(truncated_dataset) -> Path:
     """small_dataset with every passage cut to its first 40 words (the SmartRAG and vector-env tests' data)."""
     return truncated_dataset(40)
+
+
+@pytest.fixture
+def forbid_materialising(monkeypatch):
+    """Make ``passages`` and ``contents`` of a store-backed corpus fail: a build must read it row by row."""
+    from ragenv.data import Corpus
+
+    for name in ("passages", "contents"):
+        original = getattr(Corpus, name)
+
+        def guarded(self, _original=original, _name=name):
+            if self.store is not None:
+                raise AssertionError(f"the store-backed corpus was materialised through Corpus.{_name}")
+            return _original.__get__(self, Corpus)
+
+        monkeypatch.setattr(Corpus, name, property(guarded))

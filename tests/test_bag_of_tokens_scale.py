@@ -68,20 +68,6 @@ def queries(nq, encoder) -> dict[str, np.ndarray]:
             "sparse": sparse.astype(np.float32)}
 
 
-@pytest.fixture
-def forbid_materialising(monkeypatch):
-    """Make ``passages`` and ``contents`` of a store-backed corpus fail: a build must read it row by row."""
-    for name in ("passages", "contents"):
-        original = getattr(Corpus, name)
-
-        def guarded(self, _original=original, _name=name):
-            if self.store is not None:
-                raise AssertionError(f"the store-backed corpus was materialised through Corpus.{_name}")
-            return _original.__get__(self, Corpus)
-
-        monkeypatch.setattr(Corpus, name, property(guarded))
-
-
 def make(store, encoder, **options):
     from ragenv.agents.r3.model import BagOfTokensIndex
 

@@ -60,20 +60,6 @@ def in_memory(corpus: Corpus, name: str) -> Corpus:
     return Corpus(name, [corpus[row] for row in range(len(corpus))])
 
 
-@pytest.fixture
-def forbid_materialising(monkeypatch):
-    """Make ``passages`` and ``contents`` of a store-backed corpus fail: a build must read it row by row."""
-    for name in ("passages", "contents"):
-        original = getattr(Corpus, name)
-
-        def guarded(self, _original=original, _name=name):
-            if self.store is not None:
-                raise AssertionError(f"the store-backed corpus was materialised through Corpus.{_name}")
-            return _original.__get__(self, Corpus)
-
-        monkeypatch.setattr(Corpus, name, property(guarded))
-
-
 def one_line(exc: pytest.ExceptionInfo, *needles: str) -> None:
     message = str(exc.value)
     assert "\n" not in message and message, message
