@@ -291,9 +291,7 @@ def ray_embed(run: Any, *, address: str | None = None, workers: int | None = Non
             for worker in pool[:len(queue)]:
                 submit(worker)
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # (a timeout lets Ctrl-C through)
-                if not done:
-                    continue
+                done, _ = ray.wait(list(pending), num_returns=1)
                 worker = pending.pop(done[0])
                 try:
                     shard, vectors, report = ray.get(done[0])
