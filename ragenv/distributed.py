@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,34 @@ from ragenv.spec import RunSpec
 
 SUPPORTED = ("RAGRetrieval-v0", "SmartRAG-v0")
 _PASSED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
+
+
+@contextmanager
+def ray_cluster(address: str | None, workers: int | None) -> Iterator[Any]:
+    """The ``ray`` module, connected: to ``address`` if given, else to the running instance, else to a private
+    local one of ``workers`` CPUs (default all) that this block shuts down again.
+
+    A private instance's workers get this process's ``RAGENV_*`` and Hugging Face variables, so they read the
+    same data and model caches.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("Ray is not installed: pip install 'ragenv[ray]' (or pip install ray)") from None
+    if ray.is_initialized():
+        yield ray
+        return
+    if address:
+        kwargs: dict[str, Any] = {"address": address}
+    else:
+        env_vars = {k: v for k, v in os.environ.items() if k.startswith("RAGENV_") or k in _PASSED_ENV}
+        kwargs = {"num_cpus": workers or os.cpu_count(), "include_dashboard": False,
+                  "runtime_env": {"env_vars": env_vars}}
+    ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
 
 
 @dataclass(frozen=True)
@@ -159,24 +188,10 @@ def ray_precompute(job: PrecomputeJob, *, address: str | None = None, workers: i
     cluster's CPUs / ``cpus_per_task``). Each task reserves ``cpus_per_task`` CPUs, and Ray sets
     the task's torch threads to match.
     """
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("Ray is not installed: pip install 'ragenv[ray]' (or pip install ray)") from None
     log = log or (lambda message: None)
     ids = question_ids(job)
     cache = RewardCache() if cache is None else cache  # (an empty cache is falsy: it has __len__)
-    started_here = False
-    if not ray.is_initialized():
-        if address:
-            kwargs: dict[str, Any] = {"address": address}
-        else:  # a private local instance: its workers read the data and model caches this process reads
-            env_vars = {k: v for k, v in os.environ.items() if k.startswith("RAGENV_") or k in _PASSED_ENV}
-            kwargs = {"num_cpus": workers or os.cpu_count(), "include_dashboard": False,
-                      "runtime_env": {"env_vars": env_vars}}
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
-        started_here = True
-    try:
+    with ray_cluster(address, workers) as ray:
         cpus = ray.cluster_resources().get("CPU", 1.0)
         shards = shard_questions(ids, workers or max(1, int(cpus // cpus_per_task)), job.batch_size)
         log(f"{len(ids)} questions in {len(shards)} Ray shards ({cpus:g} CPUs in the cluster, "
@@ -207,9 +222,6 @@ def ray_precompute(job: PrecomputeJob, *, address: str | None = None, workers: i
                 if reports else 0, "llm_sequences_computed": sum(r["llm_sequences_computed"] for r in reports),
                 "entries_added": merged, "seconds": time.perf_counter() - clock, "cache": str(cache.path),
                 "per_shard": sorted(reports, key=lambda r: r["shard"])}
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 # --------------------------------------------------------------------------- dense embedding pass on Ray
@@ -252,10 +264,6 @@ def ray_embed(run: Any, *, address: str | None = None, workers: int | None = Non
     holding one encoder; default the cluster's CPUs / ``cpus_per_task``). Returns shards done, seconds
     and per-shard timings.
     """
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("Ray is not installed: pip install 'ragenv[ray]' (or pip install ray)") from None
     from ragenv.progress import progress_bar
 
     log = log or (lambda message: None)
@@ -263,17 +271,7 @@ def ray_embed(run: Any, *, address: str | None = None, workers: int | None = Non
     if not todo:
         return {"shards": 0, "seconds": 0.0, "per_shard": []}
     store = run.corpus.store
-    started_here = False
-    if not ray.is_initialized():
-        if address:
-            kwargs: dict[str, Any] = {"address": address}
-        else:  # a private local instance: its workers read the data and model caches this process reads
-            env_vars = {k: v for k, v in os.environ.items() if k.startswith("RAGENV_") or k in _PASSED_ENV}
-            kwargs = {"num_cpus": workers or os.cpu_count(), "include_dashboard": False,
-                      "runtime_env": {"env_vars": env_vars}}
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
-        started_here = True
-    try:
+    with ray_cluster(address, workers) as ray:
         cpus = ray.cluster_resources().get("CPU", 1.0)
         count = min(len(todo), workers or max(1, int(cpus // cpus_per_task)))
         actor = ray.remote(num_cpus=cpus_per_task, max_restarts=1, max_task_retries=1)(EmbedWorker)
@@ -304,6 +302,3 @@ def ray_embed(run: Any, *, address: str | None = None, workers: int | None = Non
                     submit(worker)
         return {"shards": len(todo), "workers": count, "seconds": time.perf_counter() - clock,
                 "per_shard": sorted(reports, key=lambda r: r["shard"])}
-    finally:
-        if started_here:
-            ray.shutdown()
