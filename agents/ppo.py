@@ -14,8 +14,8 @@ variance (SB3's ``VecNormalize``) fitted during training and frozen afterwards.
     action = agent.act(observation, info)
 
 A saved agent is a folder: ``model.zip`` (the SB3 model), ``vecnormalize.pkl`` (the
-observation statistics), ``agent.json`` (config, environment options, data, LLM,
-training summary) and the TensorBoard logs (``ppo_1/``).
+observation statistics), ``agent.json`` (config, environment options, data and the corpus
+store it was served over, if any, LLM, training summary) and the TensorBoard logs (``ppo_1/``).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from ragenv.agents.ppo_config import EMBEDDING_KEYS, PPOConfig
 from ragenv.checkpoint import Checkpoint, generator_states, restore_generators
 from ragenv.errors import ConfigError
+from ragenv.spec import corpus_record
 
 AGENT_FORMAT = 2  # 2: observation_keys
 
@@ -91,6 +92,7 @@ class PPOAgent:
         if config.normalize_observations:
             venv = VecNormalize(dummy, norm_obs=True, norm_reward=False, clip_obs=10.0, gamma=config.gamma)
         identity = {"config": asdict(config), "env_options": base.env_options, "dataset": base.dataset.name,
+                    **corpus_record(base.corpus),  # a corpus store: no resume across corpora
                     "split": base.split_name, "questions": [q.id for q in base.questions],
                     "llm_fingerprint": base.scorer.cache_fingerprint}  # model and dtype: no resume across settings
         checkpoint = _Checkpoint(output / "checkpoint", identity, monitor, dummy, venv) if output is not None else None
@@ -129,6 +131,7 @@ class PPOAgent:
             "env_id": getattr(getattr(base, "spec", None), "id", None) or "SmartRAG-v0",
             "env_options": base.env_options,
             "dataset": base.dataset.name,
+            **corpus_record(base.corpus),  # trained over a corpus store: which one
             "split": base.split_name,
             "questions": len(base.questions),
             "llm": base.scorer.config.name,
@@ -298,12 +301,13 @@ class SaveAfterUpdate(BaseCallback):
 def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split: str, llm: str,
                 config: PPOConfig = PPOConfig(), limit: int | None = None, eval_limit: int | None = None,
                 workdir: str | Path, output: str | Path, data_dir: str | None = None, progress: bool = True,
-                log=print, dtype: str = "float32", device: str = "auto") -> dict:
+                log=print, dtype: str = "float32", device: str = "auto", corpus: str | None = None) -> dict:
     """Train one agent per alpha, evaluate each on ``eval_split`` at its alpha, plot reward and retrieval rate.
 
     Writes ``<workdir>/alpha-<a>/`` (agent and ``eval.json``), the PNG ``output`` and
     ``output`` with suffix ``.json`` (the plotted numbers). The LLM outcomes do not depend
-    on alpha, so one precompute per split serves every alpha.
+    on alpha, so one precompute per split serves every alpha. ``corpus``: a corpus store to serve the
+    questions over (None: the dataset's own corpus).
     """
     import gymnasium as gym
 
@@ -311,8 +315,8 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
     from ragenv.evaluate import EvalConfig, evaluate, write_json
 
     workdir = Path(workdir)
-    common = dict(dataset=dataset, llm=llm, data_dir=data_dir, features=config.needs_features, dtype=dtype,
-                  device=device)
+    common = dict(dataset=dataset, llm=llm, data_dir=data_dir, corpus=corpus, features=config.needs_features,
+                  dtype=dtype, device=device)
     train_env = gym.make("SmartRAG-v0", split=split, limit=limit, **common)
     eval_env = gym.make("SmartRAG-v0", split=eval_split, limit=eval_limit, **common)
     log(f"precomputing {dataset}/{split} and {dataset}/{eval_split} (frozen LLM, once for every alpha)")
@@ -325,8 +329,8 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
         log(f"alpha={alpha:g}: training {config.total_timesteps} steps -> {folder}")
         agent = PPOAgent.train(train_env, config, folder, progress=progress)
         result = evaluate(EvalConfig(env="SmartRAG-v0", agent=f"ppo:{folder}", dataset=dataset, split=eval_split,
-                                     limit=eval_limit, llm=llm, data_dir=data_dir, dtype=dtype, device=device,
-                                     env_options={"alpha": float(alpha)}),
+                                     limit=eval_limit, llm=llm, data_dir=data_dir, corpus=corpus, dtype=dtype,
+                                     device=device, env_options={"alpha": float(alpha)}),
                           env=eval_env, agent=agent, progress=progress)
         write_json(result, folder / "eval.json")
         m = result["metrics"]
@@ -334,8 +338,9 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
                      "accuracy": m["accuracy"], "retrievals_per_question": m["retrievals_per_question"],
                      "answered_without_retrieval": m["answered_without_retrieval"]})
         log(f"alpha={alpha:g}: reward {m['reward']:.3f}, retrievals/question {m['retrievals_per_question']:.3f}")
-    summary = {"env": "SmartRAG-v0", "dataset": dataset, "train_split": split, "eval_split": eval_split, "llm": llm,
-               "limit": limit, "eval_limit": eval_limit, "config": asdict(config), "results": rows}
+    summary = {"env": "SmartRAG-v0", "dataset": dataset, "corpus": corpus, "train_split": split,
+               "eval_split": eval_split, "llm": llm, "limit": limit, "eval_limit": eval_limit, "config": asdict(config),
+               "results": rows}
     plot_alpha_sweep(summary, output)
     write_json(summary, Path(output).with_suffix(".json"))
     return summary
@@ -361,6 +366,7 @@ def plot_alpha_sweep(summary: dict, output: str | Path) -> Path:
     right.set_ylabel("retrievals per question")
     right.set_ylim(bottom=0)
     fig.suptitle(f"PPO on SmartRAG-v0: {summary['dataset']} {summary['eval_split']}"
+                 f"{' over ' + summary['corpus'] if summary.get('corpus') else ''}"
                  f"{'' if summary.get('eval_limit') is None else ' (first ' + str(summary['eval_limit']) + ')'}, "
                  f"{summary['llm']}, {summary['config']['total_timesteps']} steps", fontsize=10)
     fig.tight_layout()

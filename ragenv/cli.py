@@ -19,6 +19,7 @@ from ragenv.provenance import provenance_line
 
 if TYPE_CHECKING:
     from ragenv.envs import RAGRetrievalEnv, SmartRAGEnv
+    from ragenv.spec import RunSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Gymnasium environments for RL on retrieval-augmented generation.")
@@ -120,6 +121,26 @@ def _results_table(title: str, results: list[dict], k: int) -> Table:
     return table
 
 
+def _corpus_title(corpus: Optional[str]) -> str:
+    """`` | corpus NAME`` for a title when the run is served over a corpus store (nothing over the dataset's own)."""
+    return f" | corpus {corpus}" if corpus else ""
+
+
+def _print_without_gold(result: dict) -> None:
+    """Say how many questions have no gold passage in the run's corpus (a corpus store may lack some)."""
+    without_gold = result["metrics"].get("questions_without_gold")
+    if without_gold:
+        console.print(f"{without_gold} of {result['n']} questions have no gold passage in this corpus: hit@k, "
+                      f"recall@k and ndcg@k are over the other {result['n'] - without_gold}", highlight=False)
+
+
+def _evaluate_hint(spec: RunSpec, agent: str, *extra: str) -> str:
+    """The ``ragenv evaluate`` command for an agent trained on ``spec``: the test split, same data, corpus and LLM."""
+    corpus = ("--corpus", spec.corpus) if spec.corpus else ()
+    return " ".join(("ragenv evaluate --env", spec.env, "--agent", agent, "--dataset", spec.dataset,
+                     "--split test --llm", spec.llm, *corpus, *extra))
+
+
 @app.command()
 def evaluate(
     agent: str = typer.Option("bm25", help="Agent name (see `ragenv agents`)."),
@@ -172,12 +193,9 @@ def evaluate(
         metadata = default_metadata(agent, env, name=name, description=description, url=url,
                                     authors=[a.strip() for a in authors.split(",")] if authors else None)
     result = run(config, log=console.print, batch_size=batch_size)
-    console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}", [result],
-                                 result["env_options"].get("k", 3)))
-    without_gold = result["metrics"].get("questions_without_gold")
-    if without_gold:
-        console.print(f"{without_gold} of {result['n']} questions have no gold passage in this corpus: hit@k, "
-                      f"recall@k and ndcg@k are over the other {result['n'] - without_gold}", highlight=False)
+    console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}{_corpus_title(corpus)}",
+                                 [result], result["env_options"].get("k", 3)))
+    _print_without_gold(result)
     console.print(f"[dim]{provenance_line(result['provenance'])}[/dim]", highlight=False)
     if output:
         write_json(result, output)
@@ -195,16 +213,17 @@ def demo(
     llm: str = llm_option(),
     agents: Optional[str] = typer.Option(None, help=f"Comma-separated agents [default: {','.join(DEMO_AGENTS)}]."),
     data_dir: Optional[str] = data_dir_option(),
+    corpus: Optional[str] = corpus_option(),
     dtype: str = dtype_option(),
     device: str = device_option(),
     output_dir: Optional[str] = typer.Option(
         None, help="Also write each agent's result JSON (AGENT.json) into this folder."),
 ):
-    """Compare the baselines on a slice of nq test with the default LLM.
+    """Compare the baselines on a slice of nq test with the default LLM (--corpus: over a corpus store).
 
     The dense baseline needs a one-time embedding of all 16k passages (several minutes on
-    a laptop CPU); by default the demo includes it only once that index exists. Name it
-    in --agents to build it.
+    a laptop CPU; a corpus store's own index takes longer); by default the demo includes it
+    only once the index of the corpus it runs over exists. Name it in --agents to build it.
     """
     from pathlib import Path
 
@@ -217,21 +236,25 @@ def demo(
     names = [a.strip() for a in (agents or ",".join(DEMO_AGENTS)).split(",") if a.strip()]
     for name in names:
         check_agent_name(name, "RAGRetrieval-v0")
-    config = EvalConfig(dataset="nq", split="test", limit=limit, llm=llm, data_dir=data_dir, dtype=dtype, device=device)
+    config = EvalConfig(dataset="nq", split="test", limit=limit, llm=llm, data_dir=data_dir, corpus=corpus,
+                        dtype=dtype, device=device)
     environment = make_env(config)
     base = cast("RAGRetrievalEnv", environment.unwrapped)  # the demo runs RAGRetrieval-v0
-    dense_path = DenseIndex.cache_path(base.corpus, Encoder())
+    dense_path = DenseIndex.cache_path(base.corpus, Encoder())  # the corpus served: the store's with --corpus
     if agents is None and not (dense_path / "manifest.json").exists():
         names.remove("dense")
         console.print("[dim]dense skipped: its index is not built yet; `ragenv demo --agents "
-                      + ",".join(DEMO_AGENTS) + "` builds it once (several minutes)[/dim]")
+                      + ",".join(DEMO_AGENTS) + (f" --corpus {corpus}" if corpus else "")
+                      + "` builds it once (several minutes)[/dim]", highlight=False)
     results = []
     for name in names:
         console.print(f"[bold]{name}[/bold] ...")
         results.append(run(replace(config, agent=name), env=environment))
         if output_dir:
             write_json(results[-1], Path(output_dir) / f"{name}.json")
-    console.print(_results_table(f"RAGRetrieval-v0 | nq/test first {limit} | {llm}", results, base.k))
+    console.print(_results_table(f"RAGRetrieval-v0 | nq/test first {limit} | {llm}{_corpus_title(corpus)}", results,
+                                 base.k))
+    _print_without_gold(results[0])  # the same questions and corpus for every agent
     console.print(f"[dim]{provenance_line(results[0]['provenance'])}[/dim]", highlight=False)
 
 
@@ -306,6 +329,7 @@ def train_ppo(
     max_retrievals: int = typer.Option(1, help="Retrieval quota per question."),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = data_dir_option(),
+    corpus: Optional[str] = corpus_option(),
     dtype: str = dtype_option(),
     device: str = device_option(),
     config_overrides: Optional[dict] = None,
@@ -321,15 +345,16 @@ def train_ppo(
     import ragenv  # noqa: F401
     from ragenv.agents.ppo import PPOAgent, observation_shapes
     from ragenv.registry import env_family
+    from ragenv.spec import RunSpec
 
     if env_family(env) != "smartrag":
         raise RagenvError(f"the PPO agent trains on SmartRAG-v0, not {env}")
     if (Path(output) / "model.zip").exists() and not overwrite:
         raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
     config = PPOConfig(**(config_overrides or {}))
-    environment = gym.make(env, dataset=dataset, split=split, limit=limit, llm=llm, data_dir=data_dir,
-                           dtype=dtype, device=device, features=config.needs_features,
-                           alpha=alpha, max_retrievals=max_retrievals)
+    spec = RunSpec(env=env, dataset=dataset, split=split, limit=limit, llm=llm, dtype=dtype, device=device,
+                   data_dir=data_dir, corpus=corpus, env_options={"alpha": alpha, "max_retrievals": max_retrievals})
+    environment = gym.make(env, **spec.make_kwargs(features=config.needs_features))
     base = cast("SmartRAGEnv", environment.unwrapped)  # the smartrag family (checked above): SmartRAG-v0
     observation_shapes(base.observation_space, config.observation_keys)  # an unknown key fails before any LLM work
     report = base.precompute(progress=True)
@@ -341,8 +366,7 @@ def train_ppo(
                   f"{info['steps_per_second']:.0f} steps/s; "
                   f"mean return of the last fifth {info['mean_return_last_fifth']:.3f}")
     console.print(f"saved {output} (TensorBoard: tensorboard --logdir {output}); evaluate with: "
-                  f"ragenv evaluate --env {env} --agent ppo:{output} --dataset {dataset} --split test --llm {llm} "
-                  f"--alpha {alpha:g}")
+                  + _evaluate_hint(spec, f"ppo:{output}", f"--alpha {alpha:g}"), highlight=False)
 
 
 @train_app.command("r3")
@@ -355,6 +379,7 @@ def train_r3(
     llm: str = llm_option("The frozen LLM whose feedback trains the retriever"),
     overwrite: bool = typer.Option(False, help="Replace a trained agent already in --output."),
     data_dir: Optional[str] = data_dir_option(),
+    corpus: Optional[str] = corpus_option(),
     dtype: str = dtype_option(),
     device: str = device_option(),
     config_overrides: Optional[dict] = None,
@@ -369,21 +394,22 @@ def train_r3(
 
     import ragenv  # noqa: F401
     from ragenv.agents.r3 import train
+    from ragenv.spec import RunSpec
 
     if (Path(output) / "model.pt").exists() and not overwrite:
         raise RagenvError(f"{output} already holds a trained agent; pass --overwrite or choose another --output")
     config = R3Config(**(config_overrides or {}))
-    environment = gym.make("RAGRetrieval-v0", dataset=dataset, split=split, limit=limit or None, llm=llm,
-                           dtype=dtype, device=device, data_dir=data_dir, features=False, k=config.k,
-                           num_candidates=config.num_candidates)
+    spec = RunSpec(env="RAGRetrieval-v0", dataset=dataset, split=split, limit=limit or None, llm=llm, dtype=dtype,
+                   device=device, data_dir=data_dir, corpus=corpus,
+                   env_options={"k": config.k, "num_candidates": config.num_candidates})
+    environment = gym.make(spec.env, **spec.make_kwargs(features=False))
     agent = train(environment, config, output, progress=True, resume=not overwrite, log=console.print)
     info = agent.metadata["training"]
     console.print(f"trained {info['steps']} steps over {info['questions']} questions in {info['seconds']:.1f} s "
                   f"(feedback {info['feedback_seconds']:.1f} s, {info['feedback_llm_sequences']} LLM sequences; "
                   f"{info['training_llm_sequences']} more during training; {info['reindexes']} re-indexes, "
                   f"{info['reindex_seconds']:.1f} s)")
-    console.print(f"saved {output}; evaluate with: ragenv evaluate --env RAGRetrieval-v0 --agent r3:{output} "
-                  f"--dataset {dataset} --split test --llm {llm}")
+    console.print(f"saved {output}; evaluate with: " + _evaluate_hint(spec, f"r3:{output}"), highlight=False)
 
 
 @smartrag_app.command("alpha-sweep")
@@ -401,6 +427,7 @@ def smartrag_alpha_sweep(
         None, help="Folder for the agents and evaluations (default: next to the PNG)."),
     seed: int = typer.Option(0, help="Seed of each policy."),
     data_dir: Optional[str] = data_dir_option(),
+    corpus: Optional[str] = corpus_option(),
     dtype: str = dtype_option(),
     device: str = device_option(),
 ):
@@ -421,8 +448,8 @@ def smartrag_alpha_sweep(
     folder = Path(workdir) if workdir else Path(output).with_suffix("")
     summary = alpha_sweep(values, dataset=dataset, split=split, eval_split=eval_split, llm=llm, config=config,
                           limit=limit, eval_limit=eval_limit, workdir=folder, output=output, data_dir=data_dir,
-                          log=console.print, dtype=dtype, device=device)
-    table = Table(title=f"PPO on SmartRAG-v0 | {dataset}/{eval_split} | {llm}")
+                          corpus=corpus, log=console.print, dtype=dtype, device=device)
+    table = Table(title=f"PPO on SmartRAG-v0 | {dataset}/{eval_split} | {llm}{_corpus_title(corpus)}")
     for column in ("alpha", "reward", "EM", "F1", "retrievals/question"):
         table.add_column(column, justify="right")
     for row in summary["results"]:
@@ -670,6 +697,7 @@ def bench(
     device: str = device_option(),
     dtype: str = dtype_option(),
     data_dir: Optional[str] = data_dir_option(),
+    corpus: Optional[str] = corpus_option(),
 ):
     """Measure this machine: scoring throughput and FLOPs against matmul peak, env steps/s, search queries/s, memory.
 
@@ -678,8 +706,8 @@ def bench(
     """
     from ragenv.bench import BenchConfig, results_table, run_bench, write_json
 
-    report = run_bench(BenchConfig(llm=llm, dataset=dataset, split=split, data_dir=data_dir, device=device, dtype=dtype,
-                                   quick=quick),
+    report = run_bench(BenchConfig(llm=llm, dataset=dataset, split=split, data_dir=data_dir, corpus=corpus,
+                                   device=device, dtype=dtype, quick=quick),
                        log=lambda message: console.print(f"[dim]{message}[/dim]"))
     console.print(results_table(report))
     if output:

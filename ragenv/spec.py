@@ -57,3 +57,12 @@ class RunSpec:
         return {"dataset": self.dataset, "split": self.split, "limit": self.limit, "llm": self.llm,
                 "dtype": self.dtype, "device": self.device, "data_dir": self.data_dir, **corpus, **self.env_options,
                 **extra}
+
+
+def corpus_record(corpus: Any) -> dict[str, str]:
+    """What a record (a trained agent's metadata, a checkpoint's identity) says about the corpus a run was
+    served over: the store's name and fingerprint for a corpus store (``corpus=``), nothing for the
+    dataset's own corpus, so records of ordinary runs stay as they were."""
+    if getattr(corpus, "store", None) is None:
+        return {}
+    return {"corpus": corpus.name, "corpus_fingerprint": corpus.fingerprint}

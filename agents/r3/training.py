@@ -35,6 +35,7 @@ from ragenv.checkpoint import Checkpoint
 from ragenv.data import Question
 from ragenv.errors import ConfigError, RagenvError
 from ragenv.progress import progress_bar
+from ragenv.spec import corpus_record
 
 if TYPE_CHECKING:
     from ragenv.agents.r3.agent import R3Agent
@@ -347,8 +348,8 @@ def _training_record(base, config: R3Config, prepared: dict, state: TrainingStat
             "training_llm_sequences": state.llm_sequences, **retriever.first_stage.record(),
             "positives_per_question": prepared["positives_per_question"],
             "negatives_per_question": prepared["negatives_per_question"],
-            "dataset": base.dataset.name, "split": base.split_name, "llm": base.scorer.config.name,
-            "history": state.history}
+            "dataset": base.dataset.name, **corpus_record(base.corpus), "split": base.split_name,
+            "llm": base.scorer.config.name, "history": state.history}
 
 
 def _identity(env, config: R3Config) -> dict:
