@@ -197,6 +197,19 @@ def test_semi_parametric_and_reindex_ablation_train(train_env, tmp_path):
     assert ablation.metadata["training"]["reindexes"] == 2 and (tmp_path / "dense" / "passages.npy").is_file()
     loaded = R3Agent.load(tmp_path / "dense", train_env)
     assert loaded.act_batch(train_env.unwrapped.questions).shape == (8, 2)
+    # the saved index is the training corpus's: loaded as is over that corpus, re-encoded over any other
+    from ragenv.agents.r3.first_stage import make_first_stage
+    from ragenv.data import Corpus
+
+    corpus = train_env.unwrapped.corpus
+    encoder = loaded.retriever.encoder
+    same = make_first_stage("dense-reindex", corpus, encoder, "all-MiniLM-L6-v2", 5)
+    same.load(tmp_path / "dense")
+    assert same.reindexes == 0 and np.array_equal(same.passage_matrix, np.load(tmp_path / "dense" / "passages.npy"))
+    other = make_first_stage("dense-reindex", Corpus("other", [corpus[row] for row in range(7)]), encoder,
+                             "all-MiniLM-L6-v2", 5)
+    other.load(tmp_path / "dense")
+    assert other.reindexes == 1 and other.passage_matrix.shape[0] == 7
 
 
 def test_bm25_plus_dense_first_stage_is_the_union_and_starts_as_the_dense_baseline(train_env):

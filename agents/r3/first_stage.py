@@ -16,6 +16,7 @@ and the frozen LLM's feedback on them is served by the reward cache after the fi
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -132,6 +133,7 @@ class ReindexedDenseStage(FirstStage):
     """
 
     FILE = "passages.npy"
+    CORPUS_FILE = "passages.json"  # the corpus passages.npy encodes (name, fingerprint)
 
     def __init__(self, reindex_every: int, *args):
         super().__init__(*args)
@@ -175,11 +177,20 @@ class ReindexedDenseStage(FirstStage):
         if not self.is_current:  # none yet, or training moved the weights since: the final index is part of the cost
             self.reindex()
         np.save(folder / self.FILE, self.passage_matrix)
+        (folder / self.CORPUS_FILE).write_text(json.dumps({"corpus": self.corpus.name,
+                                                            "fingerprint": self.corpus.fingerprint}) + "\n")
         return self.record()
 
     def load(self, folder: Path) -> None:
-        self.passage_matrix = np.load(folder / self.FILE)
-        self.is_current = True
+        """The saved index when it was encoded from this corpus; over another corpus (an agent trained on one
+        corpus, evaluated over a store), the loaded weights re-encode this corpus instead."""
+        saved = folder / self.CORPUS_FILE
+        fingerprint = json.loads(saved.read_text()).get("fingerprint") if saved.exists() else None
+        if fingerprint == self.corpus.fingerprint:
+            self.passage_matrix = np.load(folder / self.FILE)
+            self.is_current = True
+        else:
+            self.reindex()
 
     def record(self) -> dict:
         return {"reindexes": self.reindexes, "reindex_seconds": self.reindex_seconds}
