@@ -2,7 +2,8 @@
 
 A table is marked by the comment line ``<!-- made by: COMMAND -->`` right above it; COMMAND
 reads committed files only (``ragenv compare`` over evaluation results or leaderboard
-entries, ``scripts/numerics_agreement.py compare``), so this runs without a model.
+entries, ``scripts/numerics_agreement.py compare``, ``benchmarks/scale_ladder.py table`` and
+``extrapolate`` over the scale ladder's result files), so this runs without a model.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 MARKER = re.compile(r"^<!-- made by: (.+) -->$")
 ALLOWED = ("ragenv compare ", "python scripts/numerics_agreement.py compare ",
-           "python scripts/numerics_agreement.py speed-table ")
+           "python scripts/numerics_agreement.py speed-table ", "python benchmarks/scale_ladder.py table ",
+           "python benchmarks/scale_ladder.py extrapolate ")
 
 
 def marked_tables() -> list[tuple[str, list[str]]]:
