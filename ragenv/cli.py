@@ -485,6 +485,9 @@ def compare(
         if "metrics" not in document or "agent" not in document:
             raise RagenvError(f"{name} is neither a result of `ragenv evaluate --output` nor a leaderboard entry "
                               "(no 'metrics' or 'agent')")
+        served_over = (document.get("config") or {}).get("corpus")
+        if served_over:  # a result over a corpus store is labelled with it (the same agent over two corpora)
+            document["agent"] = f"{document['agent']} over {served_over}"
     k = results[0].get("env_options", {}).get("k", 3)
     differences = {}
     if baseline is not None:
