@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import time
 from contextlib import contextmanager
@@ -71,14 +70,9 @@ def _percentiles(seconds: list[float]) -> dict:
 
 
 def _cpu() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
-    isa = "AVX512+bf16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2"
-    return f"{name} ({isa}), {os.cpu_count()} cores"
+    from ragenv.numerics import cpu_isa, cpu_model
+
+    return f"{cpu_model()} ({cpu_isa()}), {os.cpu_count()} cores"
 
 
 def run(corpus: str, first_stage: str, questions: int, dataset: str, split: str, out: Path) -> dict:
@@ -138,12 +132,7 @@ def run(corpus: str, first_stage: str, questions: int, dataset: str, split: str,
     row["overhead_ms"] = _percentiles([s - q for s, q in zip(steps, searching)])
     # query latency on questions this process has not searched yet (a repeated query is faster in Lucene)
     unseen = data.split(split)[questions:2 * questions]
-    fresh = []
-    for q in unseen:
-        tic = time.perf_counter()
-        base.first_stage.search_one(q.question, base.num_candidates)
-        fresh.append(time.perf_counter() - tic)
-    row["query_ms"] = _percentiles(fresh)
+    _, row["query_ms"] = _timed(lambda q: base.first_stage.search_one(q.question, base.num_candidates), unseen)
     row["questions_without_gold"] = sum(1 for q in base.questions if not q.gold_passage_ids)
     row["memory_after_steps"] = _memory()
     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -165,12 +154,12 @@ def _index_timing(row: dict, out: Path):
     from ragenv import settings
 
     folder = settings.cache_subdir("indexes")
-    before = {p.name for p in folder.iterdir()}
+    before = {p.name for p in folder.iterdir() if p.is_dir()}
     load = os.getloadavg()[0]
     tic = time.perf_counter()
     yield
     took = round(time.perf_counter() - tic, 2)
-    if {p.name for p in folder.iterdir()} - before:
+    if {p.name for p in folder.iterdir() if p.is_dir()} - before:  # (not a lock file made on open)
         row["index_build_s"], row["index_build_cpu_load"] = took, round(load, 1)
         return
     row["index_open_s"] = took

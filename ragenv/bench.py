@@ -37,7 +37,7 @@ What it measures (every figure in the JSON under ``results``; the machine under 
 ``corpus`` (``--corpus``): every workload runs over that corpus store instead of the dataset's own
 corpus (the questions' gold passages are matched as in ``gym.make(..., corpus=)``), so search and
 environment figures are those of the bigger corpus; its indexes are built first where they are not
-yet (``ragenv corpus index`` builds them ahead). rank_bm25 is left out over a store: it holds
+yet (``ragenv index build NAME --corpus STORE`` builds them ahead). rank_bm25 is left out over a store: it holds
 every passage's tokens in Python lists.
 
 The reward cache is private to the run (a temporary folder, removed at the end), so the bench
