@@ -30,12 +30,13 @@ from pathlib import Path
 KEPT = ("reward", "answer_logprob", "accuracy", "em", "f1", "generated_answer")
 
 
-def replay_all(out: Path, dtype: str | None, limit_files: int | None, skip_existing: bool = False) -> None:
+def replay_all(out: Path, dtype: str | None, limit_files: int | None, skip_existing: bool = False,
+               match: str = "*") -> None:
     from ragenv.leaderboard.entries import SUBMISSIONS_DIR
     from ragenv.leaderboard.replay import score_file
 
     out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(SUBMISSIONS_DIR.glob("*.json"))[:limit_files]:
+    for path in sorted(SUBMISSIONS_DIR.glob(f"{match}.json"))[:limit_files]:
         if skip_existing and (out / path.name).exists():
             continue
         started = time.perf_counter()
@@ -118,6 +119,8 @@ def main() -> None:
     run.add_argument("--dtype", default=None, help="replay in this dtype (default: the canonical float32)")
     run.add_argument("--limit-files", type=int, default=None, help="only the first N submissions")
     run.add_argument("--skip-existing", action="store_true", help="leave out submissions already replayed into OUT")
+    run.add_argument("--match", default="*", help="only submissions whose file name (without .json) matches this glob, "
+                     "so two processes can share the work")
     fast = sub.add_parser("speed", help="tokens per second of the frozen LLM in a dtype (scoring + greedy answer)")
     fast.add_argument("--dtype", default="float32")
     fast.add_argument("--prompts", type=int, default=8)
@@ -130,7 +133,7 @@ def main() -> None:
     cmp.add_argument("b", type=Path)
     args = parser.parse_args()
     if args.command == "replay":
-        replay_all(args.out, args.dtype, args.limit_files, args.skip_existing)
+        replay_all(args.out, args.dtype, args.limit_files, args.skip_existing, args.match)
     elif args.command == "speed":
         speed(args.dtype, args.prompts, args.llm, args.append)
     elif args.command == "speed-table":

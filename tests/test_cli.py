@@ -21,14 +21,14 @@ def cache_entries() -> int:
 def first_run(small_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "first.json"
     result = run_cli("evaluate", "--agent", "bm25s", "--dataset", str(small_dataset), "--split", "test",
-                     "--llm", TEST_LLM, "--output", str(out))
+                     "--limit", "6", "--llm", TEST_LLM, "--output", str(out))
     assert result.returncode == 0, result.stderr
     return json.loads(out.read_text())
 
 
 def test_evaluate_writes_the_documented_json(first_run):
     assert first_run["env"] == "RAGRetrieval-v0" and first_run["agent"] == "bm25s"
-    assert first_run["n"] == 16 == len(first_run["per_question"])
+    assert first_run["n"] == 6 == len(first_run["per_question"])
     for key in ("reward", "answer_logprob", "em", "f1", "accuracy", "hit@3", "retrievals_per_question", "seconds"):
         assert key in first_run["metrics"]
     assert first_run["llm_work"]["model_loads"] == 1
@@ -39,7 +39,7 @@ def test_evaluate_writes_the_documented_json(first_run):
 def test_second_identical_run_is_cached_and_identical(first_run, small_dataset, tmp_path):
     out = tmp_path / "second.json"
     result = run_cli("evaluate", "--agent", "bm25s", "--dataset", str(small_dataset), "--split", "test",
-                     "--llm", TEST_LLM, "--output", str(out))
+                     "--limit", "6", "--llm", TEST_LLM, "--output", str(out))
     assert result.returncode == 0, result.stderr
     second = json.loads(out.read_text())
     assert second["llm_work"]["model_loads"] == 0 and second["llm_work"]["forward_passes"] == 0

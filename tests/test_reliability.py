@@ -69,7 +69,7 @@ def same_records(a: list[dict], b: list[dict]) -> None:
 @pytest.fixture(scope="module")
 def evaluate_args(small_dataset):
     return ("evaluate", "--agent", "random", "--seed", "7", "--dataset", str(small_dataset), "--split", "all",
-            "--limit", "12", "--llm", TEST_LLM, "--batch-size", "3")
+            "--limit", "6", "--llm", TEST_LLM, "--batch-size", "2")
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +87,15 @@ def test_sigkilled_evaluate_resumes_to_the_clean_result(evaluate_args, clean_eva
     cache_root = tmp_path / "cache"
     env = private_cache(cache_root)
     out = tmp_path / "resumed.json"
-    # killed once two batches (6 of 12 questions) are journaled: the header line plus 6 records
-    kill_when(cli(*evaluate_args, "--output", str(out)), env, lambda: journal_lines(cache_root) >= 7)
+    # killed once two batches (4 of 6 questions) are journaled: the header line plus 4 records
+    kill_when(cli(*evaluate_args, "--output", str(out)), env, lambda: journal_lines(cache_root) >= 5)
     assert not out.exists()
     result = subprocess.run(cli(*evaluate_args, "--output", str(out)), env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr
     assert "resuming an interrupted run" in result.stdout
     resumed = json.loads(out.read_text())
-    assert 6 <= resumed["resumed"]["questions"] < 12
+    assert 4 <= resumed["resumed"]["questions"] < 6
     assert strip(resumed["metrics"]) == strip(clean_evaluate["metrics"])
     same_records(resumed["per_question"], clean_evaluate["per_question"])
     assert journal_lines(cache_root) == 0  # a finished run removes its journal
@@ -103,8 +103,8 @@ def test_sigkilled_evaluate_resumes_to_the_clean_result(evaluate_args, clean_eva
 
 
 def test_sigkilled_precompute_resumes_to_the_same_cache(small_dataset, tmp_path):
-    args = ("precompute", "--env", "SmartRAG-v0", "--dataset", str(small_dataset), "--split", "test", "--limit", "8",
-            "--llm", TEST_LLM, "--batch-size", "2")
+    args = ("precompute", "--env", "SmartRAG-v0", "--dataset", str(small_dataset), "--split", "test", "--limit", "4",
+            "--llm", TEST_LLM, "--batch-size", "1")
     clean_root, killed_root = tmp_path / "clean", tmp_path / "killed"
     clean = subprocess.run(cli(*args), env=private_cache(clean_root), capture_output=True, text=True, timeout=900)
     assert clean.returncode == 0, clean.stderr
@@ -153,7 +153,7 @@ def test_sigkilled_cache_writer_loses_only_its_batch_in_flight(tmp_path):
     assert len(cache) % 100 == 0  # whole batches only: the one in flight is all or nothing
 
 
-@pytest.mark.parametrize("env_id,limit", [("RAGRetrieval-v0", "16"), ("SmartRAG-v0", "6")])
+@pytest.mark.parametrize("env_id,limit", [("RAGRetrieval-v0", "4"), ("SmartRAG-v0", "3")])
 def test_same_seed_same_numbers_across_processes(small_dataset, tmp_path, env_id, limit):
     """Two processes, two cold caches, one seed: identical episodes, rewards and metrics (the random agent)."""
     args = ("evaluate", "--env", env_id, "--agent", "random", "--seed", "11", "--dataset", str(small_dataset),
@@ -201,7 +201,7 @@ def test_sigkilled_ppo_training_resumes_to_the_same_model(small_dataset, tmp_pat
     from ragenv.agents.ppo import PPOAgent
 
     env = private_cache(tmp_path / "cache")
-    args = ("train", "ppo", "--dataset", str(small_dataset), "--split", "test", "--limit", "8", "--llm", TEST_LLM,
+    args = ("train", "ppo", "--dataset", str(small_dataset), "--split", "test", "--limit", "4", "--llm", TEST_LLM,
             "--steps", "2048")
     clean, resumed = tmp_path / "clean", tmp_path / "resumed"
     result = subprocess.run(cli(*args, "--output", str(clean)), env=env, capture_output=True, text=True, timeout=900)
