@@ -13,11 +13,12 @@ TINY = dict(epochs=2, batch_size=4, num_candidates=5, k=2, checkpoint_every=1)
 
 
 @pytest.fixture(scope="module")
-def train_env(small_dataset, small_env):
-    """RAGRetrieval-v0 on the 8 train questions of the small folder, sharing small_env's SmolLM2."""
+def train_env(short_dataset, small_env):
+    """RAGRetrieval-v0 on the 8 train questions of the small folder (40-word passages: short prompts keep the
+    LLM feedback cheap), sharing small_env's SmolLM2."""
     import gymnasium as gym
 
-    env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="train", llm=TEST_LLM, features=False,
+    env = gym.make("RAGRetrieval-v0", dataset=str(short_dataset), split="train", llm=TEST_LLM, features=False,
                    k=2, num_candidates=5, scorer=small_env.unwrapped.scorer)
     yield env
     env.close()
@@ -116,7 +117,7 @@ def test_label_batch_takes_positives_above_t_plus_and_the_live_models_hardest_ne
     assert lists.rows == [[12, 11], [20, 21], [33, 31]]  # live order, finite and valid candidates only
 
 
-def test_training_learns_saves_and_evaluates_through_the_cli(trained, train_env, small_dataset):
+def test_training_learns_saves_and_evaluates_through_the_cli(trained, train_env, short_dataset):
     agent, folder, messages = trained
     training = agent.metadata["training"]
     assert training["steps"] == 4 and training["feedback_llm_sequences"] > 0
@@ -138,7 +139,7 @@ def test_training_learns_saves_and_evaluates_through_the_cli(trained, train_env,
     assert len(set(rows)) == 2
     out = folder.parent / "eval.json"
     result = subprocess.run([sys.executable, "-m", "ragenv.cli", "evaluate", "--env", "RAGRetrieval-v0",
-                             "--agent", f"r3:{folder}", "--dataset", str(small_dataset), "--split", "test",
+                             "--agent", f"r3:{folder}", "--dataset", str(short_dataset), "--split", "test",
                              "--limit", "4", "--k", "2", "--llm", TEST_LLM, "--output", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -322,13 +323,13 @@ def test_bad_configuration_and_agents_are_rejected(small_dataset, tmp_path):
         assert expected in result.stderr + result.stdout and "Traceback" not in result.stderr
 
 
-def test_precompute_single_passages_is_exactly_r3_feedback(small_dataset, tmp_path):
+def test_precompute_single_passages_is_exactly_r3_feedback(short_dataset, tmp_path):
     """`ragenv precompute --single-passages` fills what R3 reads: its feedback pass then computes nothing."""
     import gymnasium as gym
 
     from ragenv.agents.r3 import R3Config, prepare_feedback
 
-    env = gym.make("RAGRetrieval-v0", dataset=str(small_dataset), split="train", limit=4, llm=TEST_LLM, features=False,
+    env = gym.make("RAGRetrieval-v0", dataset=str(short_dataset), split="train", limit=4, llm=TEST_LLM, features=False,
                    k=2, num_candidates=5, cache=str(tmp_path / "cache.sqlite"))
     report = env.unwrapped.precompute(single_passages=True, progress=False)
     assert report["states_per_question"] == 6 and report["llm_sequences_computed"] > 0
