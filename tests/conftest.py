@@ -3,6 +3,12 @@
 Two tiers. ``@pytest.mark.unit`` tests are model-free (no LLM, encoder or Java VM): ``pytest -m unit``
 runs them in under a minute after any change, and a unit test that loads one fails (see
 :func:`unit_tests_load_no_model`). Everything else uses real models on small real subsets.
+
+The suite runs in parallel (pytest-xdist, ``-n auto --maxprocesses 4 --dist loadgroup`` in pyproject.toml;
+``-n 0`` runs it in one process). Each test module is one group, so its module fixtures are built once, on
+one worker; the modules that start a local Ray cluster share a group, so two clusters never run at once.
+Workers share the converted models and the indexes (their writes are atomic and locked), each has its
+own reward cache, and each runs torch (and the commands it starts) on its share of the cores.
 """
 from __future__ import annotations
 
@@ -15,19 +21,44 @@ import pytest
 
 from tests.support import REPO, TEST_LLM
 
+# Test modules that start a local Ray cluster: one xdist group, so they never run at the same time.
+RAY_MODULES = ("test_distributed", "test_dense_scale")
+SHARED = "RAGENV_TEST_SHARED_CACHE"  # set by the xdist controller: the folder whose models/ and indexes/ workers share
+
 
 def pytest_configure(config):
+    import tempfile
+
     os.environ.setdefault("RAGENV_DATA", str((REPO.parent / "shared" / "data").resolve()))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if "PYTEST_XDIST_WORKER" in os.environ and workers > 1:
+        # A share of the cores for this worker's torch and for the commands its tests start (set before torch loads).
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, threads)
     # One private cache for the whole session (models convert once), never the user's.
     if "RAGENV_TEST_CACHE" in os.environ:
         os.environ["RAGENV_CACHE"] = os.environ["RAGENV_TEST_CACHE"]
-    else:
-        import tempfile
+        return
+    os.environ["RAGENV_CACHE"] = tempfile.mkdtemp(prefix="ragenv-test-cache-")
+    config._ragenv_temp_cache = os.environ["RAGENV_CACHE"]
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ[SHARED] = os.environ["RAGENV_CACHE"]  # workers start after this and inherit it
+    elif SHARED in os.environ:
+        for name in ("models", "indexes"):
+            shared = Path(os.environ[SHARED]) / name
+            shared.mkdir(parents=True, exist_ok=True)
+            (Path(os.environ["RAGENV_CACHE"]) / name).symlink_to(shared, target_is_directory=True)
 
-        os.environ["RAGENV_CACHE"] = tempfile.mkdtemp(prefix="ragenv-test-cache-")
-        config._ragenv_temp_cache = os.environ["RAGENV_CACHE"]
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """One xdist group per test module (the Ray modules share one): see the module docstring."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else item.nodeid
+        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
 
 
 # Modules that only a model (or the Java VM behind pyserini) brings in: a unit test must not import them.
