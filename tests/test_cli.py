@@ -8,13 +8,22 @@ import shutil
 
 import pytest
 
-from tests.support import TEST_LLM, assert_one_line_error, run_cli
+from tests.support import TEST_LLM, assert_one_line_error, private_cache, run_cli
 
 
 def cache_entries() -> int:
     from ragenv.reward_cache import RewardCache
 
     return len(RewardCache())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_reward_cache(tmp_path_factory):
+    """This module's runs start from an empty reward cache (its first evaluate must compute), whatever ran
+    before it in the session; the session's converted models and indexes are shared."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAGENV_CACHE", private_cache(tmp_path_factory.mktemp("cli-cache"))["RAGENV_CACHE"])
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ what is checked here does not depend on passage length, and short prompts keep e
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,20 +17,9 @@ from pathlib import Path
 import pytest
 
 from ragenv.reward_cache import CacheEntry, RewardCache, cache_key
-from tests.support import TEST_LLM
+from tests.support import TEST_LLM, private_cache
 
 TELEMETRY = ("seconds", "cache_hit_rate")  # facts about a run, not about the agent (leaderboard/replay.py)
-
-
-def private_cache(root: Path) -> dict:
-    """An empty reward cache sharing the session's converted models and indexes."""
-    root.mkdir(parents=True, exist_ok=True)
-    shared = Path(os.environ["RAGENV_CACHE"])
-    for name in ("models", "indexes"):
-        (shared / name).mkdir(parents=True, exist_ok=True)
-        if not (root / name).exists():
-            (root / name).symlink_to(shared / name, target_is_directory=True)
-    return {**os.environ, "RAGENV_CACHE": str(root)}
 
 
 def cli(*args: str) -> list[str]:
