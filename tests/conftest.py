@@ -6,8 +6,7 @@ runs them in under a minute after any change, and a unit test that loads one fai
 
 The suite runs in parallel (pytest-xdist, ``-n auto --maxprocesses 4 --dist loadgroup`` in pyproject.toml;
 ``-n 0`` runs it in one process). Each test module is one group, so its module fixtures are built once, on
-one worker; the modules that start a local Ray cluster share a group, so two clusters never run at once;
-the slowest groups are handed out first (:data:`SLOWEST_FIRST`).
+one worker; the modules that start a local Ray cluster share a group, so two clusters never run at once.
 Workers share the converted models and the indexes (their writes are atomic and locked), each has its
 own reward cache, and each runs torch (and the commands it starts) on its share of the cores.
 """
@@ -24,10 +23,6 @@ from tests.support import REPO, TEST_LLM
 
 # Test modules that start a local Ray cluster: one xdist group, so they never run at the same time.
 RAY_MODULES = ("test_distributed", "test_dense_scale")
-# The slowest groups, slowest first (a serial run's --durations per module): workers take them first, so that
-# no long module starts last while the other worker idles. A scheduling hint only; any other group follows.
-SLOWEST_FIRST = ("test_reliability", "ray", "test_llm", "test_r3", "test_cli_corpus", "test_smartrag",
-                 "test_vector_env", "test_checkers", "test_leaderboard", "test_scorer_memo")
 SHARED = "RAGENV_TEST_SHARED_CACHE"  # set by the xdist controller: the folder whose models/ and indexes/ workers share
 
 
@@ -60,16 +55,10 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """One xdist group per test module (the Ray modules share one), and on a worker the slowest groups first
-    (pyproject.toml turns off xdist's own reordering by test count): see the module docstring."""
-    groups = {}
+    """One xdist group per test module (the Ray modules share one): see the module docstring."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else item.nodeid
-        groups[item.nodeid] = "ray" if module in RAY_MODULES else module
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
-    if "PYTEST_XDIST_WORKER" in os.environ:  # a plain run keeps pytest's order
-        rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
-        items.sort(key=lambda item: rank.get(groups[item.nodeid], len(rank)))  # stable: file order within a rank
+        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
 
 
 # Modules that only a model (or the Java VM behind pyserini) brings in: a unit test must not import them.
