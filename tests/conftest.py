@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, TEST_LLM
+from tests.support import REPO, TEST_LLM, private_cache
 
 # Test modules that start a local Ray cluster: one xdist group, so they never run at the same time.
 RAY_MODULES = ("test_distributed", "test_dense_scale")
-SHARED = "RAGENV_TEST_SHARED_CACHE"  # set by the xdist controller: the folder whose models/ and indexes/ workers share
 
 
 def pytest_configure(config):
@@ -42,15 +41,12 @@ def pytest_configure(config):
     if "RAGENV_TEST_CACHE" in os.environ:
         os.environ["RAGENV_CACHE"] = os.environ["RAGENV_TEST_CACHE"]
         return
-    os.environ["RAGENV_CACHE"] = tempfile.mkdtemp(prefix="ragenv-test-cache-")
+    folder = Path(tempfile.mkdtemp(prefix="ragenv-test-cache-"))
+    if "PYTEST_XDIST_WORKER" in os.environ:  # RAGENV_CACHE is still the controller's: share its models and indexes
+        os.environ["RAGENV_CACHE"] = private_cache(folder)["RAGENV_CACHE"]
+    else:  # the controller (or a plain run): the workers it starts inherit this RAGENV_CACHE
+        os.environ["RAGENV_CACHE"] = str(folder)
     config._ragenv_temp_cache = os.environ["RAGENV_CACHE"]
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        os.environ[SHARED] = os.environ["RAGENV_CACHE"]  # workers start after this and inherit it
-    elif SHARED in os.environ:
-        for name in ("models", "indexes"):
-            shared = Path(os.environ[SHARED]) / name
-            shared.mkdir(parents=True, exist_ok=True)
-            (Path(os.environ["RAGENV_CACHE"]) / name).symlink_to(shared, target_is_directory=True)
 
 
 @pytest.hookimpl(tryfirst=True)
