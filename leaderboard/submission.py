@@ -486,13 +486,38 @@ BASELINE_METADATA = {  # environment -> agent -> (agent type, description, train
 }
 
 
-def default_metadata(agent: str, env_id: str = "RAGRetrieval-v0", **overrides) -> Metadata:
-    """Metadata for a named agent: the baselines' known facts, with any field overridden (None = keep)."""
+TRAINED_AGENT_METADATA = {  # a reference agent's kind (see ragenv.registry.training_record) -> (type, description)
+    "ppo": ("rag-policy", "MaskablePPO (sb3-contrib) policy over SmartRAG-v0's retrieval state and each query "
+                          "option's BM25 score, trained by `ragenv train ppo`"),
+    "r3": ("learned-retriever", "R3 reinforced-contrastive retriever (arXiv 2510.24652): a frozen first stage "
+                                "re-ranked by a MiniLM encoder that `ragenv train r3` trains on the frozen LLM's "
+                                "feedback"),
+}
+
+
+def default_metadata(agent: str, env_id: str = "RAGRetrieval-v0", *, dataset: str | None = None,
+                     split: str | None = None, **overrides) -> Metadata:
+    """Metadata for a named agent, with any field overridden (None = keep).
+
+    The baselines' known facts; for a trained reference agent (``ppo:DIR``, ``r3:DIR``) what its
+    saved ``agent.json`` says it was trained on, and whether that includes the evaluated
+    ``dataset``/``split`` (the question set the submission is for).
+    """
+    from ragenv.registry import training_record
+
     known = BASELINE_METADATA.get(env_id, {})
-    agent_type, description, training = known.get(agent, ("other", "", "unknown"))
-    fields = {"name": agent, "authors": ["ragenv baselines"] if agent in known else ["unknown"],
-              "description": description, "url": None, "agent_type": agent_type, "training_data": training,
-              "test_split_used_in_training": False}
+    trained = None if agent in known else training_record(agent)
+    if trained is not None:
+        agent_type, description = TRAINED_AGENT_METADATA[trained["kind"]]
+        questions = f", {trained['questions']} questions" if trained["questions"] else ""
+        training = f"{env_id} feedback on {trained['dataset']} {trained['split']}{questions}"
+        overlap = trained["dataset"] == dataset and trained["split"] in (split, "all")
+        authors = ["ragenv reference agents"]
+    else:
+        agent_type, description, training = known.get(agent, ("other", "", "unknown"))
+        overlap, authors = False, ["ragenv baselines"] if agent in known else ["unknown"]
+    fields = {"name": agent, "authors": authors, "description": description, "url": None, "agent_type": agent_type,
+              "training_data": training, "test_split_used_in_training": overlap}
     fields.update({key: value for key, value in overrides.items() if value is not None})
     try:
         return Metadata.model_validate(fields)
@@ -537,7 +562,8 @@ def submission_from_result(result: dict, metadata: Metadata | None = None) -> Re
         "format_version": FORMAT_VERSION,
         "env_id": result["env"],
         "ragenv_version": __version__,
-        "metadata": (metadata or default_metadata(result["agent"], result["env"])).model_dump(mode="json"),
+        "metadata": (metadata or default_metadata(result["agent"], result["env"], dataset=result["dataset"],
+                                                  split=result["split"])).model_dump(mode="json"),
         "dataset": {"name": result["dataset"], "split": result["split"], "limit": result["config"].get("limit"),
                     "fingerprint": result["dataset_fingerprint"]},
         "llm": {"name": result["llm"], "fingerprint": result["llm_fingerprint"],

@@ -190,8 +190,8 @@ def evaluate(
             raise RagenvError("--submission: the leaderboard replays each question set over its own corpus; "
                               "drop --corpus to make a submission")
         check_submittable(env)
-        metadata = default_metadata(agent, env, name=name, description=description, url=url,
-                                    authors=[a.strip() for a in authors.split(",")] if authors else None)
+        metadata = default_metadata(agent, env, dataset=dataset, split=split, name=name, description=description,
+                                    url=url, authors=[a.strip() for a in authors.split(",")] if authors else None)
     result = run(config, log=console.print, batch_size=batch_size)
     console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}{_corpus_title(corpus)}",
                                  [result], result["env_options"].get("k", 3)))

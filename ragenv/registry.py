@@ -246,17 +246,46 @@ def agent_needs_features(name: str, env_id: str) -> bool:
     return entry.needs_features(argument) if entry.needs_features else False
 
 
+def _saved_agent(name: str) -> tuple[AgentEntry, Path] | None:
+    """The entry and folder of a trained agent's name (``ppo:DIR``, ``r3:DIR``); None for the others."""
+    entry = next((e for e in AGENTS if e.parametrised and e.saved_files and name.startswith(e.name)), None)
+    return (entry, Path(name[len(entry.name):]).expanduser()) if entry is not None else None
+
+
 def agent_fingerprint(name: str) -> str:
     """What identifies an agent's behaviour: its name, plus a digest of the saved model for ``ppo:DIR``/``r3:DIR``."""
-    prefix = next((e.name for e in AGENTS if e.parametrised and e.saved_files and name.startswith(e.name)), None)
-    if prefix is None:
+    saved = _saved_agent(name)
+    if saved is None:
         return name
-    folder = Path(name[len(prefix):]).expanduser()
+    entry, folder = saved
     digest = hashlib.sha256()
     for part in _FINGERPRINTED_FILES:
         if (folder / part).is_file():
             digest.update(part.encode() + (folder / part).read_bytes())
-    return f"{prefix}{digest.hexdigest()[:16]}"
+    return f"{entry.name}{digest.hexdigest()[:16]}"
+
+
+def training_record(name: str) -> dict | None:
+    """What a trained agent (``ppo:DIR``, ``r3:DIR``) was trained on, read from its ``agent.json``.
+
+    ``{"kind", "dataset", "split", "questions"}`` (kind: ``ppo`` or ``r3``; a field the file lacks is None);
+    None for an agent that is not a saved one or whose ``agent.json`` is unreadable (loading it
+    reports that). The leaderboard's submission metadata says this for the agent.
+    """
+    saved = _saved_agent(name)
+    if saved is None:
+        return None
+    entry, folder = saved
+    try:
+        saved_metadata = json.loads((folder / "agent.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved_metadata, dict):
+        return None
+    # PPO keeps what it was trained on at the top level, R3 in its training record
+    training = saved_metadata if "dataset" in saved_metadata else saved_metadata.get("training")
+    training = training if isinstance(training, dict) else {}
+    return {"kind": entry.name.rstrip(":"), **{key: training.get(key) for key in ("dataset", "split", "questions")}}
 
 
 def make_agent(name: str, env: gym.Env, seed: int = 0) -> Agent:

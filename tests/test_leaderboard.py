@@ -85,6 +85,37 @@ def test_schema_is_valid_and_accepts_a_written_submission(committed):
 # --------------------------------------------------------------------------- writing and replaying
 
 
+@pytest.mark.unit
+def test_a_trained_agents_metadata_says_what_it_was_trained_on(tmp_path):
+    """ppo:DIR and r3:DIR submissions describe the reference agent and its training data from agent.json."""
+    from ragenv.leaderboard.submission import default_metadata
+
+    ppo, r3, broken = tmp_path / "ppo", tmp_path / "r3", tmp_path / "broken"
+    for folder in (ppo, r3, broken):
+        folder.mkdir()
+    (ppo / "agent.json").write_text(json.dumps({"dataset": "nq", "split": "train", "questions": 500}))
+    (r3 / "agent.json").write_text(json.dumps({"kind": "r3", "training": {"dataset": "nq", "split": "all"}}))
+    (broken / "agent.json").write_text("{not json")
+
+    policy = default_metadata(f"ppo:{ppo}", "SmartRAG-v0", dataset="nq", split="test")
+    assert (policy.agent_type, policy.authors) == ("rag-policy", ["ragenv reference agents"])
+    assert policy.training_data == "SmartRAG-v0 feedback on nq train, 500 questions" and "ragenv train ppo" in \
+        policy.description
+    assert policy.test_split_used_in_training is False
+    assert default_metadata(f"ppo:{ppo}", "SmartRAG-v0", dataset="nq", split="train").test_split_used_in_training
+    assert default_metadata(f"ppo:{ppo}", "SmartRAG-v0", dataset="hotpotqa", split="train") \
+        .test_split_used_in_training is False  # another question set
+
+    retriever = default_metadata(f"r3:{r3}", dataset="nq", split="test")
+    assert retriever.agent_type == "learned-retriever" and retriever.training_data == \
+        "RAGRetrieval-v0 feedback on nq all"
+    assert retriever.test_split_used_in_training is True  # trained on every split, test included
+
+    unknown = default_metadata(f"ppo:{broken}", "SmartRAG-v0", dataset="nq", split="test")
+    assert (unknown.agent_type, unknown.training_data, unknown.authors) == ("other", "unknown", ["unknown"])
+    assert default_metadata("bm25").authors == ["ragenv baselines"]
+
+
 def test_evaluate_writes_a_submission_of_actions(evaluated, good, small_dataset):
     result, _, _ = evaluated
     sub = parse_submission(encode(good))
