@@ -33,6 +33,13 @@ BASELINES = {  # environment -> the baseline agents `ragenv leaderboard regenera
     "SmartRAG-v0": ("never-retrieve", "always-retrieve", "always-retrieve:keywords", "always-retrieve:llm-query",
                     "always-retrieve:question+guess", "random", "oracle"),
 }
+# environment -> the trained reference agents with committed entries (the full split only). Their run folders
+# are not committed: a submission holds the agent's actions, so its entry replays without the weights. The README
+# (Results) gives the commands that train each and regenerate its entry with `--agents`.
+REFERENCE_AGENTS: dict[str, tuple[str, ...]] = {
+    "RAGRetrieval-v0": (),
+    "SmartRAG-v0": ("ppo:runs/smartrag-ppo-nq",),
+}
 # The README's setting: RAGRetrieval-v0, nq test, first 100 questions, Gemma 3 270M.
 DEFAULT_SETTING = {"dataset": DEFAULT_DATASET, "split": "test", "limit": 100, "llm": DEFAULT_LLM}
 MAX_ENTRY_BYTES = 50 * 1024 * 1024

@@ -84,7 +84,7 @@ def test_regenerate_again_gives_identical_entries(regenerated, small_dataset):
 
 @pytest.mark.unit
 def test_committed_entries_are_the_published_settings_and_match_their_submissions():
-    from ragenv.leaderboard.entries import BASELINES, ENTRIES_DIR, SUBMISSIONS_DIR, load_entries
+    from ragenv.leaderboard.entries import BASELINES, ENTRIES_DIR, REFERENCE_AGENTS, SUBMISSIONS_DIR, load_entries
     from ragenv.leaderboard.submission import read_submission, to_json
 
     entries = load_entries(ENTRIES_DIR)
@@ -93,8 +93,9 @@ def test_committed_entries_are_the_published_settings_and_match_their_submission
         by_setting.setdefault((entry.env_id, entry.dataset.limit), set()).add(entry.metadata.name)
     retrieval, smartrag = set(BASELINES["RAGRetrieval-v0"]), set(BASELINES["SmartRAG-v0"])
     assert by_setting[("RAGRetrieval-v0", 100)] == retrieval  # the README's tables: every baseline, first 100
-    assert by_setting[("RAGRetrieval-v0", None)] == retrieval  # and on the full split (369)
-    assert by_setting[("SmartRAG-v0", None)] == smartrag  # SmartRAG-v0's baselines on the full split
+    # the full split (369): every baseline and the trained reference agents
+    assert by_setting[("RAGRetrieval-v0", None)] == retrieval | set(REFERENCE_AGENTS["RAGRetrieval-v0"])
+    assert by_setting[("SmartRAG-v0", None)] == smartrag | set(REFERENCE_AGENTS["SmartRAG-v0"])
     assert set(by_setting) == {("RAGRetrieval-v0", 100), ("RAGRetrieval-v0", None), ("SmartRAG-v0", None)}
     for sid, entry in entries:
         assert (entry.dataset.name, entry.dataset.split, entry.llm.name) == ("nq", "test", "gemma-3-270m")
@@ -108,6 +109,10 @@ def test_committed_entries_are_the_published_settings_and_match_their_submission
         else:
             assert [a.retrievals for a in submission.actions] == [r["retrievals"] for r in entry.per_question]
             assert all(r["retrievals"] or not r["passage_ids"] for r in entry.per_question)  # no retrieval: no passage
+        if entry.metadata.name in REFERENCE_AGENTS[entry.env_id]:  # trained on nq train, never on the test split
+            assert entry.metadata.agent_type in ("learned-retriever", "rag-policy")
+            assert entry.metadata.training_data.startswith(f"{entry.env_id} feedback on nq train")
+            assert entry.metadata.test_split_used_in_training is False
 
 
 @pytest.mark.unit
