@@ -37,7 +37,7 @@ BASELINES = {  # environment -> the baseline agents `ragenv leaderboard regenera
 # are not committed: a submission holds the agent's actions, so its entry replays without the weights. The README
 # (Results) gives the commands that train each and regenerate its entry with `--agents`.
 REFERENCE_AGENTS: dict[str, tuple[str, ...]] = {
-    "RAGRetrieval-v0": (),
+    "RAGRetrieval-v0": ("r3:runs/r3-nq-hybrid-200",),
     "SmartRAG-v0": ("ppo:runs/smartrag-ppo-nq",),
 }
 # The README's setting: RAGRetrieval-v0, nq test, first 100 questions, Gemma 3 270M.
