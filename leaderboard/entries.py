@@ -33,9 +33,10 @@ BASELINES = {  # environment -> the baseline agents `ragenv leaderboard regenera
     "SmartRAG-v0": ("never-retrieve", "always-retrieve", "always-retrieve:keywords", "always-retrieve:llm-query",
                     "always-retrieve:question+guess", "random", "oracle"),
 }
-# environment -> the trained reference agents with committed entries (the full split only). Their run folders
-# are not committed: a submission holds the agent's actions, so its entry replays without the weights. The README
-# (Results) gives the commands that train each and regenerate its entry with `--agents`.
+# environment -> the trained reference agents with committed entries (the full test splits of nq and hotpotqa; both
+# agents are trained on nq train). Their run folders are not committed: a submission holds the agent's actions, so
+# its entry replays without the weights. The README (Results) gives the commands that train each and regenerate its
+# entry with `--agents`.
 REFERENCE_AGENTS: dict[str, tuple[str, ...]] = {
     "RAGRetrieval-v0": ("r3:runs/r3-nq-hybrid-200",),
     "SmartRAG-v0": ("ppo:runs/smartrag-ppo-nq",),

@@ -17,6 +17,7 @@ import pytest
 from tests.support import TEST_LLM, run_cli
 
 AGENTS = ("bm25s", "closed-book", "oracle")
+FULL_TEST_SPLIT = {"nq": 369, "hotpotqa": 500}  # questions in each dataset's test split (ragenv data info)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -90,17 +91,19 @@ def test_committed_entries_are_the_published_settings_and_match_their_submission
     entries = load_entries(ENTRIES_DIR)
     by_setting: dict = {}
     for _, entry in entries:
-        by_setting.setdefault((entry.env_id, entry.dataset.limit), set()).add(entry.metadata.name)
+        by_setting.setdefault((entry.env_id, entry.dataset.name, entry.dataset.limit), set()).add(entry.metadata.name)
     retrieval, smartrag = set(BASELINES["RAGRetrieval-v0"]), set(BASELINES["SmartRAG-v0"])
-    assert by_setting[("RAGRetrieval-v0", 100)] == retrieval  # the README's tables: every baseline, first 100
-    # the full split (369): every baseline and the trained reference agents
-    assert by_setting[("RAGRetrieval-v0", None)] == retrieval | set(REFERENCE_AGENTS["RAGRetrieval-v0"])
-    assert by_setting[("SmartRAG-v0", None)] == smartrag | set(REFERENCE_AGENTS["SmartRAG-v0"])
-    assert set(by_setting) == {("RAGRetrieval-v0", 100), ("RAGRetrieval-v0", None), ("SmartRAG-v0", None)}
+    retrieval_all = retrieval | set(REFERENCE_AGENTS["RAGRetrieval-v0"])
+    smartrag_all = smartrag | set(REFERENCE_AGENTS["SmartRAG-v0"])
+    assert by_setting.pop(("RAGRetrieval-v0", "nq", 100)) == retrieval  # the README's tables: every baseline, first 100
+    # the full test splits of both datasets: every baseline and the trained reference agents (trained on nq)
+    assert by_setting == {("RAGRetrieval-v0", "nq", None): retrieval_all, ("SmartRAG-v0", "nq", None): smartrag_all,
+                          ("RAGRetrieval-v0", "hotpotqa", None): retrieval_all,
+                          ("SmartRAG-v0", "hotpotqa", None): smartrag_all}
     for sid, entry in entries:
-        assert (entry.dataset.name, entry.dataset.split, entry.llm.name) == ("nq", "test", "gemma-3-270m")
+        assert (entry.dataset.split, entry.llm.name) == ("test", "gemma-3-270m")
         assert entry.numerics["canonical"] and entry.numerics["dtype"] == "float32"
-        assert entry.n == (entry.dataset.limit or 369) == len(entry.per_question)
+        assert entry.n == (entry.dataset.limit or FULL_TEST_SPLIT[entry.dataset.name]) == len(entry.per_question)
         submission = read_submission(SUBMISSIONS_DIR / f"{sid}.json")
         assert submission.env_id == entry.env_id
         assert hashlib.sha256(to_json(submission).encode()).hexdigest() == entry.submission_sha256
