@@ -291,9 +291,10 @@ def _replay_smartrag(env: gym.Env, traces: dict[str, list[int]], name: str, prog
         engine.answers([(q, engine.rows_after(q, traces[q.id])) for q in chunk])
     agent = TraceReplayAgent({qid: tuple(trace) for qid, trace in traces.items()}, name)
     records = run_multi_step_episodes(env, agent, progress=progress, precompute=False)
+    # No query texts: they would copy the dataset's questions into the repository, and the trace gives them back.
     per_question = [
         {"question_id": r["question_id"], "retrievals": [QUERY_OPTIONS[o] for o in traces[r["question_id"]]],
-         "search_queries": r["search_queries"], "passage_ids": r["passage_ids"], "reward": r["reward"],
+         "passage_ids": r["passage_ids"], "reward": r["reward"],
          "em": r["em"], "f1": r["f1"], "accuracy": r["accuracy"], "generated_answer": r["generated_answer"]}
         for r in records]
     return records, per_question

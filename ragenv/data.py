@@ -134,7 +134,7 @@ def passage_id(title: str, text: str) -> str:
 
 
 def hash_split(question_id: str) -> str:
-    """The fixed 75/10/15 split for nq and squad, from a hash of the question id."""
+    """The fixed 75/10/15 split for nq and squad, from a hash of the question id (squad: SQuAD's own id)."""
     bucket = int(hashlib.sha256(question_id.encode("utf-8")).hexdigest(), 16) % 100
     return "train" if bucket < 75 else "dev" if bucket < 85 else "test"
 
@@ -260,7 +260,11 @@ def load_nq_open(path: Path) -> tuple[list[Passage], list[Question]]:
 
 
 def load_hotpotqa(path: Path, split: str) -> tuple[list[Passage], list[Question]]:
-    """HotpotQA distractor rows (Hugging Face layout); gold = the supporting-fact titles."""
+    """HotpotQA distractor rows (Hugging Face layout); gold = the supporting-fact titles.
+
+    Question ids are ragenv's (``hotpotqa-<split>-<line>``), like nq's: results and leaderboard
+    files name questions without copying the dataset's own identifiers.
+    """
     passages, questions = [], []
     for lineno, row in _read_jsonl(path):
         try:
@@ -271,14 +275,19 @@ def load_hotpotqa(path: Path, split: str) -> tuple[list[Passage], list[Question]
                 passages.append(passage)
             gold_titles = list(dict.fromkeys(row["supporting_facts"]["title"]))
             gold_ids = tuple(by_title[t].id for t in gold_titles if t in by_title)
-            questions.append(Question(row["id"], row["question"], (row["answer"],), gold_ids, split, "hotpotqa"))
+            qid = f"hotpotqa-{split}-{lineno - 1:05d}"
+            questions.append(Question(qid, row["question"], (row["answer"],), gold_ids, split, "hotpotqa"))
         except (KeyError, TypeError) as exc:
             raise DataError(f"{path}:{lineno}: not a HotpotQA distractor row (missing {exc})") from None
     return passages, questions
 
 
 def load_squad(path: Path) -> tuple[list[Passage], list[Question]]:
-    """SQuAD v1.1 JSON; the gold passage is the paragraph a question was written on."""
+    """SQuAD v1.1 JSON; the gold passage is the paragraph a question was written on.
+
+    Question ids are ragenv's (``squad-<position in the file>``); the split still hashes SQuAD's
+    own id, so every question keeps the split it always had.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
             doc = json.load(handle)
@@ -293,8 +302,9 @@ def load_squad(path: Path) -> tuple[list[Passage], list[Question]]:
                 passages.append(passage)
                 for qa in paragraph["qas"]:
                     answers = tuple(dict.fromkeys(a["text"].strip() for a in qa["answers"]))
+                    qid = f"squad-{len(questions):05d}"
                     questions.append(
-                        Question(qa["id"], qa["question"], answers, (passage.id,), hash_split(qa["id"]), "squad")
+                        Question(qid, qa["question"], answers, (passage.id,), hash_split(qa["id"]), "squad")
                     )
     except (KeyError, TypeError) as exc:
         raise DataError(f"{path}: not SQuAD v1.1 JSON (missing {exc})") from None

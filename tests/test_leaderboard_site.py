@@ -18,6 +18,7 @@ from tests.support import TEST_LLM, run_cli
 
 AGENTS = ("bm25s", "closed-book", "oracle")
 FULL_TEST_SPLIT = {"nq": 369, "hotpotqa": 500}  # questions in each dataset's test split (ragenv data info)
+RAGENV_QUESTION_ID = re.compile(r"nq-\d{5}|hotpotqa-(train|dev|test)-\d{5}|squad-\d{5}")  # ragenv.data's ids
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -104,6 +105,9 @@ def test_committed_entries_are_the_published_settings_and_match_their_submission
         assert (entry.dataset.split, entry.llm.name) == ("test", "gemma-3-270m")
         assert entry.numerics["canonical"] and entry.numerics["dtype"] == "float32"
         assert entry.n == (entry.dataset.limit or FULL_TEST_SPLIT[entry.dataset.name]) == len(entry.per_question)
+        # ragenv's question ids and no query texts: a results file never copies the dataset's ids or questions
+        assert all(RAGENV_QUESTION_ID.fullmatch(r["question_id"]) for r in entry.per_question)
+        assert not any("search_queries" in r for r in entry.per_question)
         submission = read_submission(SUBMISSIONS_DIR / f"{sid}.json")
         assert submission.env_id == entry.env_id
         assert hashlib.sha256(to_json(submission).encode()).hexdigest() == entry.submission_sha256
