@@ -93,14 +93,10 @@ def test_committed_entries_are_the_published_settings_and_match_their_submission
     by_setting: dict = {}
     for _, entry in entries:
         by_setting.setdefault((entry.env_id, entry.dataset.name, entry.dataset.limit), set()).add(entry.metadata.name)
-    retrieval, smartrag = set(BASELINES["RAGRetrieval-v0"]), set(BASELINES["SmartRAG-v0"])
-    retrieval_all = retrieval | set(REFERENCE_AGENTS["RAGRetrieval-v0"])
-    smartrag_all = smartrag | set(REFERENCE_AGENTS["SmartRAG-v0"])
-    assert by_setting.pop(("RAGRetrieval-v0", "nq", 100)) == retrieval  # the README's tables: every baseline, first 100
-    # the full test splits of both datasets: every baseline and the trained reference agents (trained on nq)
-    assert by_setting == {("RAGRetrieval-v0", "nq", None): retrieval_all, ("SmartRAG-v0", "nq", None): smartrag_all,
-                          ("RAGRetrieval-v0", "hotpotqa", None): retrieval_all,
-                          ("SmartRAG-v0", "hotpotqa", None): smartrag_all}
+    assert by_setting.pop(("RAGRetrieval-v0", "nq", 100)) == set(BASELINES["RAGRetrieval-v0"])  # README: first 100
+    # the full test splits of both datasets: every baseline and the trained reference agents
+    assert by_setting == {(env, dataset, None): set(BASELINES[env]) | set(agents)
+                          for (env, dataset), agents in REFERENCE_AGENTS.items()}
     for sid, entry in entries:
         assert (entry.dataset.split, entry.llm.name) == ("test", "gemma-3-270m")
         assert entry.numerics["canonical"] and entry.numerics["dtype"] == "float32"
@@ -116,9 +112,9 @@ def test_committed_entries_are_the_published_settings_and_match_their_submission
         else:
             assert [a.retrievals for a in submission.actions] == [r["retrievals"] for r in entry.per_question]
             assert all(r["retrievals"] or not r["passage_ids"] for r in entry.per_question)  # no retrieval: no passage
-        if entry.metadata.name in REFERENCE_AGENTS[entry.env_id]:  # trained on nq train, never on the test split
+        if entry.metadata.name in REFERENCE_AGENTS[entry.env_id, entry.dataset.name]:  # trained, never on test
             assert entry.metadata.agent_type in ("learned-retriever", "rag-policy")
-            assert entry.metadata.training_data.startswith(f"{entry.env_id} feedback on nq train")
+            assert re.match(rf"{entry.env_id} feedback on (nq|hotpotqa) train\b", entry.metadata.training_data)
             assert entry.metadata.test_split_used_in_training is False
 
 
