@@ -293,7 +293,8 @@ def load_squad(path: Path) -> tuple[list[Passage], list[Question]]:
             doc = json.load(handle)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read SQuAD file {path}: {exc}") from None
-    passages, questions = [], []
+    passages: list[Passage] = []
+    questions: list[Question] = []
     try:
         for article in doc["data"]:
             title = article["title"].replace("_", " ")
