@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import TEST_LLM, run_cli
+from tests.test_data import ID_PATTERN
 
 AGENTS = ("bm25s", "closed-book", "oracle")
 FULL_TEST_SPLIT = {"nq": 369, "hotpotqa": 500}  # questions in each dataset's test split (ragenv data info)
-RAGENV_QUESTION_ID = re.compile(r"nq-\d{5}|hotpotqa-(train|dev|test)-\d{5}|squad-\d{5}")  # ragenv.data's ids
+RAGENV_QUESTION_ID = re.compile("|".join(ID_PATTERN.values()))  # ragenv.data's ids, never a source's own
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
