@@ -170,6 +170,10 @@ def evaluate(
                                                    "so a killed run resumes from there."),
     dtype: str = dtype_option(),
     device: str = device_option(),
+    texts: bool = typer.Option(False, "--texts", help="Copy each question's text and gold answers into the "
+                                                      "per-question records of --output, for local error analysis "
+                                                      "(by default records name questions by id only, so a shared "
+                                                      "result file does not copy the dataset)."),
 ):
     """Run an agent on every question of a split and report reward, answer and IR metrics.
 
@@ -192,7 +196,7 @@ def evaluate(
         check_submittable(env)
         metadata = default_metadata(agent, env, dataset=dataset, split=split, name=name, description=description,
                                     url=url, authors=[a.strip() for a in authors.split(",")] if authors else None)
-    result = run(config, log=console.print, batch_size=batch_size)
+    result = run(config, log=console.print, batch_size=batch_size, texts=texts)
     console.print(_results_table(f"{env} | {dataset}/{split} | n={result['n']} | {llm}{_corpus_title(corpus)}",
                                  [result], result["env_options"].get("k", 3)))
     _print_without_gold(result)

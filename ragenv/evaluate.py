@@ -119,8 +119,7 @@ def run_episodes(env: gym.Env, agent, *, batch_size: int = 16, progress: bool = 
         bar.advance(score, len(records))
         for start in range(0, len(pending), batch_size):
             chunk = pending[start:start + batch_size]
-            new = [{"question": question.question, "answers": list(question.answers),
-                    "gold_passage_ids": list(question.gold_passage_ids), "rows": list(rows),
+            new = [{"gold_passage_ids": list(question.gold_passage_ids), "rows": list(rows),
                     "reward": outcome.reward, **outcome.info}
                    for (question, rows), outcome in zip(chunk, base.outcomes(chunk))]
             if journal is not None:
@@ -217,15 +216,33 @@ def run_identity(config: EvalConfig, env: gym.Env) -> dict:
             "agent_fingerprint": agent_fingerprint(config.agent)}
 
 
+TEXT_FIELDS = ("question", "answers")  # the dataset's own texts: in per-question records only on request
+
+
+def with_texts(records: list[dict], questions, include: bool) -> list[dict]:
+    """Per-question records without the question text and gold answers, or (``include``) with them.
+
+    By default a result file names each question by its ragenv id only, so that sharing or
+    committing it does not copy the dataset; ``include`` is for local error analysis.
+    """
+    by_id = {q.id: q for q in questions}
+    kept = [{k: v for k, v in r.items() if k not in TEXT_FIELDS} for r in records]
+    if not include:
+        return kept
+    return [{"question_id": r["question_id"], "question": by_id[r["question_id"]].question,
+             "answers": list(by_id[r["question_id"]].answers), **r} for r in kept]
+
+
 def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, progress: bool = True,
-             resume: bool = True, log=None, batch_size: int = 16) -> dict:
+             resume: bool = True, log=None, batch_size: int = 16, texts: bool = False) -> dict:
     """Run one agent on one split and return the result document (see the README for its fields).
 
     ``resume``: keep a journal of finished questions (``<cache>/journals``); if a previous run
     with the same identity was killed, reuse what it finished and record that in
     ``document["resumed"]``. The journal is removed once the run completes. ``log``: a
     callable given one line when the run resumes. ``batch_size``: questions per LLM batch
-    (the unit a kill can lose).
+    (the unit a kill can lose). ``texts``: also copy each question's text and gold answers into
+    its record (:func:`with_texts`).
     """
     from ragenv.journal import RunJournal
     from ragenv.provenance import provenance
@@ -266,7 +283,7 @@ def evaluate(config: EvalConfig, env: gym.Env | None = None, agent=None, *, prog
         "env_options": base.env_options,
         "metrics": metrics,
         "llm_work": llm_work,  # forward passes, sequences and model loads this run needed (0 when fully cached)
-        "per_question": records,
+        "per_question": with_texts(records, base.questions, texts),
     }
     if resumed:
         assert journal is not None  # only a journal resumes

@@ -43,14 +43,23 @@ def test_evaluate_writes_the_documented_json(first_run):
     assert first_run["llm_work"]["model_loads"] == 1
     record = first_run["per_question"][0]
     assert {"question_id", "passage_ids", "reward", "generated_answer", "em"} <= set(record)
+    assert not any({"question", "answers"} & set(r) for r in first_run["per_question"])  # ids, not the dataset
 
 
 def test_second_identical_run_is_cached_and_identical(first_run, small_dataset, tmp_path):
+    """The second run also asks for the texts (--texts): they are the dataset's; everything else is the same."""
+    from ragenv.data import load_dataset
+
     out = tmp_path / "second.json"
     result = run_cli("evaluate", "--agent", "bm25s", "--dataset", str(small_dataset), "--split", "test",
-                     "--limit", "6", "--llm", TEST_LLM, "--output", str(out))
+                     "--limit", "6", "--llm", TEST_LLM, "--output", str(out), "--texts")
     assert result.returncode == 0, result.stderr
     second = json.loads(out.read_text())
+    questions = {q.id: q for q in load_dataset(str(small_dataset)).questions}
+    for with_texts, without in zip(second["per_question"], first_run["per_question"], strict=True):
+        question = questions[with_texts["question_id"]]
+        assert (with_texts.pop("question"), with_texts.pop("answers")) == (question.question, list(question.answers))
+        assert with_texts.keys() == without.keys() and with_texts["passage_ids"] == without["passage_ids"]
     assert second["llm_work"]["model_loads"] == 0 and second["llm_work"]["forward_passes"] == 0
     assert second["metrics"]["cache_hit_rate"] == 1.0
     strip = lambda m: {k: v for k, v in m.items() if k not in ("seconds", "cache_hit_rate")}  # noqa: E731

@@ -373,9 +373,13 @@ def test_baselines_run_and_the_oracle_bounds_them(env):
     metrics = results["random"]["metrics"]
     assert {"reward", "em", "f1", "accuracy", "retrievals_per_question", "answered_without_retrieval",
             "cache_hit_rate"} <= set(metrics)
+    assert not any({"question", "answers"} & set(r) for res in results.values() for r in res["per_question"])
     again = evaluate(EvalConfig(env="SmartRAG-v0", agent="random", dataset="short", split="test", llm=TEST_LLM),
-                     env=env, progress=False)
+                     env=env, progress=False, texts=True)
     assert [r["actions"] for r in again["per_question"]] == [r["actions"] for r in results["random"]["per_question"]]
+    questions = {q.id: q for q in env.unwrapped.questions}
+    assert all(r["question"] == questions[r["question_id"]].question
+               and r["answers"] == list(questions[r["question_id"]].answers) for r in again["per_question"])
     with pytest.raises(ConfigError, match="unknown agent"):
         check_agent_name("always-retrieve:bogus", "SmartRAG-v0")
     with pytest.raises(ConfigError, match="unknown query option"):
