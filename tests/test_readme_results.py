@@ -7,6 +7,7 @@ entries, ``scripts/numerics_agreement.py compare``, ``benchmarks/scale_ladder.py
 """
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -62,3 +63,28 @@ def test_the_documents_have_marked_result_tables():
 def test_readme_table_equals_its_command_output(command, table):
     assert table, f"no table under the marker of {command}"
     assert table == run(command)
+
+
+def test_committed_result_files_name_questions_by_id_only():
+    """No committed result file copies a dataset: per-question records carry ids, never question texts or answers.
+
+    (``ragenv evaluate --texts`` adds them for local analysis; such a file must not be committed.)
+    """
+    from ragenv.evaluate import TEXT_FIELDS
+
+    tracked = subprocess.run(["git", "ls-files", "*.json", "*.jsonl"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    checked = 0
+    for name in tracked:
+        text = (ROOT / name).read_text(encoding="utf-8")
+        documents = [json.loads(line) for line in text.splitlines() if line.strip()] if name.endswith(".jsonl") \
+            else [json.loads(text)]
+        for document in documents:
+            records = document.get("per_question") if isinstance(document, dict) else None
+            if not records:
+                continue
+            checked += 1
+            assert all(isinstance(r.get("question_id"), str) for r in records), name
+            found = sorted({field for r in records for field in TEXT_FIELDS if field in r})
+            assert not found, f"{name}: per-question records carry {found}"
+    assert checked >= 20, checked  # the demo, scale, numerics and leaderboard results are all found
