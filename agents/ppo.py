@@ -305,9 +305,9 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
     """Train one agent per alpha, evaluate each on ``eval_split`` at its alpha, plot reward and retrieval rate.
 
     Writes ``<workdir>/alpha-<a>/`` (agent and ``eval.json``), the PNG ``output`` and
-    ``output`` with suffix ``.json`` (the plotted numbers). The LLM outcomes do not depend
-    on alpha, so one precompute per split serves every alpha. ``corpus``: a corpus store to serve the
-    questions over (None: the dataset's own corpus).
+    ``output`` with suffix ``.json`` (the plotted numbers, the numeric setting and the provenance).
+    The LLM outcomes do not depend on alpha, so one precompute per split serves every alpha.
+    ``corpus``: a corpus store to serve the questions over (None: the dataset's own corpus).
     """
     import gymnasium as gym
 
@@ -322,7 +322,7 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
     log(f"precomputing {dataset}/{split} and {dataset}/{eval_split} (frozen LLM, once for every alpha)")
     train_env.unwrapped.precompute(progress=progress)
     eval_env.unwrapped.precompute(progress=progress)
-    rows = []
+    rows, result = [], {}
     for alpha in alphas:
         folder = workdir / f"alpha-{alpha:g}"
         train_env.unwrapped.alpha = eval_env.unwrapped.alpha = float(alpha)  # rewards are computed on the fly
@@ -340,6 +340,7 @@ def alpha_sweep(alphas: Sequence[float], *, dataset: str, split: str, eval_split
         log(f"alpha={alpha:g}: reward {m['reward']:.3f}, retrievals/question {m['retrievals_per_question']:.3f}")
     summary = {"env": "SmartRAG-v0", "dataset": dataset, "corpus": corpus, "train_split": split,
                "eval_split": eval_split, "llm": llm, "limit": limit, "eval_limit": eval_limit, "config": asdict(config),
+               "numerics": result.get("numerics"), "provenance": result.get("provenance"),  # one eval env: the same
                "results": rows}
     plot_alpha_sweep(summary, output)
     write_json(summary, Path(output).with_suffix(".json"))

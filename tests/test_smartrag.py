@@ -498,6 +498,9 @@ def test_alpha_sweep_writes_a_png(cli, precomputed, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads(png.with_suffix(".json").read_text())
     assert [row["alpha"] for row in summary["results"]] == [0.0, 0.5]
+    evaluation = json.loads((tmp_path / "sweep" / "alpha-0.5" / "eval.json").read_text())
+    assert summary["numerics"] == evaluation["numerics"] and summary["numerics"]["dtype"] == "float32"
+    assert summary["provenance"] == evaluation["provenance"]
     for row in summary["results"]:
         assert math.isfinite(row["reward"]) and 0.0 <= row["retrievals_per_question"] <= 1.0
     assert (tmp_path / "sweep" / "alpha-0.5" / "eval.json").is_file()
