@@ -369,7 +369,8 @@ def plot_alpha_sweep(summary: dict, output: str | Path) -> Path:
     fig.suptitle(f"PPO on SmartRAG-v0: {summary['dataset']} {summary['eval_split']}"
                  f"{' over ' + summary['corpus'] if summary.get('corpus') else ''}"
                  f"{'' if summary.get('eval_limit') is None else ' (first ' + str(summary['eval_limit']) + ')'}, "
-                 f"{summary['llm']}, {summary['config']['total_timesteps']} steps", fontsize=10)
+                 f"{summary['llm']}{' in ' + summary['numerics']['dtype'] if summary.get('numerics') else ''}, "
+                 f"{summary['config']['total_timesteps']} steps", fontsize=10)
     fig.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
