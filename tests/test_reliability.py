@@ -140,10 +140,12 @@ def test_sigkilled_cache_writer_loses_only_its_batch_in_flight(tmp_path):
             break
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
+    # The writer runs ahead of this reader (the pipe buffers its reports): its last report is the last line.
+    printed = max([committed, *(int(line) for line in process.stdout.read().split())])
     cache = RewardCache(path)
     report = cache.check()
     assert report["integrity"] == "ok" and report["unreadable_values"] == 0
-    assert committed <= len(cache) <= committed + 200  # its last report, plus batches committed since
+    assert printed <= len(cache) <= printed + 100  # every reported batch, plus at most the one killed unreported
     assert len(cache) % 100 == 0  # whole batches only: the one in flight is all or nothing
 
 
